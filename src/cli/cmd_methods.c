@@ -8,7 +8,7 @@
 static json_t *method_json(const rb_method *m) {
     json_t *opts = json_array();
     for (const rb_method_option *o = m->options; o && o->name; o++)
-        json_array_append_new(opts, json_pack("{s:s, s:s, s:s}", "name", o->name, "default", o->default_value,
+        json_array_append_new(opts, json_pack("{s:s, s:s, s:s, s:s}", "name", o->name, "kind", o->kind, "default", o->default_value,
                                               "meaning", o->meaning));
     return json_pack("{s:s, s:s, s:s, s:b, s:o}", "name", m->name, "status", m->status, "description",
                      m->description, "runnable", m->calibrate != NULL, "options", opts);

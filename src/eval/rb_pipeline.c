@@ -67,6 +67,7 @@ static int open_tokenizer(const rb_pipe_spec *s, const rb_model *m, rb_tokenizer
 int rb_pipe_prepare(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
     memset(p, 0, sizeof *p);
     rb_hooks_init(&p->online);
+    rb_trace_init(&p->trace);
     int rc;
     if ((rc = rb_model_open(s->model_path, &p->model, err))) goto fail;
     p->cfg = *rb_model_config(p->model);
@@ -100,7 +101,11 @@ int rb_pipe_prepare(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
         p->rs = s->rotset;
     } else if (s->rotation) {
         rb_method_ctx mc = {.cfg = &p->cfg, .src = &p->base, .seed = s->rotation_seed, .r3 = s->r3, .r4 = s->r4,
-                            .emb_center = s->emb_center, .cross_head = s->cross_head};
+                            .emb_center = s->emb_center, .cross_head = s->cross_head, .calib = p->calib_win,
+                            .calib_n = p->calib_win ? s->calib_samples : 0, .calib_T = p->calib_seqlen,
+                            .calib_batch = s->calib_batch > 0 ? s->calib_batch : 1, .quant = s->quant,
+                            .opt_names = s->rot_opt_names, .opt_values = s->rot_opt_values, .n_opts = s->n_rot_opts,
+                            .trace = &p->trace};
         if ((rc = rb_method_run(s->rotation, &mc, &p->rotset, err))) goto fail;
         p->own_rotset = 1;
         p->rs = &p->rotset;
@@ -158,6 +163,7 @@ void rb_pipe_free(rb_pipe *p) {
     rb_qeval_result_free(&p->q);
     if (p->have_fused) rb_fused_free(&p->fused);
     if (p->own_rotset) rb_rotset_free(&p->rotset);
+    rb_trace_free(&p->trace);
     free(p->calib_win);
     free(p->ids);
     if (p->tok) rb_tokenizer_free(p->tok);

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "core/rb_trace.h"
 #include "eval/rb_ppl.h"
 #include "eval/rb_qeval.h"
 #include "model/rb_model.h"
@@ -28,6 +29,7 @@ typedef struct rb_pipe_spec {
     const char *calib;          /* NULL = none */
     const char *calib_range;
     int calib_samples, calib_seqlen, calib_order; /* seqlen 0 = the evaluation's; RB_CALIB_* order */
+    int calib_batch;            /* windows per update of online methods (0 = 1) */
     /* quantization: NULL or inactive = FP evaluation (rb_ppl_run) */
     const rb_quant_cfg *quant;
     int fp_ref, stats;          /* with quantization: FP reference stream, per-layer statistics */
@@ -36,6 +38,8 @@ typedef struct rb_pipe_spec {
     const rb_rotset *rotset;
     int r3, r4, cross_head;     /* -1 = method default */
     int emb_center;
+    const char *const *rot_opt_names, *const *rot_opt_values; /* rotation.options */
+    int n_rot_opts;
 } rb_pipe_spec;
 
 typedef struct rb_pipe {
@@ -47,6 +51,7 @@ typedef struct rb_pipe {
     int32_t *calib_win;     /* [calib_samples][calib_seqlen] */
     int calib_seqlen;       /* resolved calibration window length */
     rb_rotset rotset;       /* built here when spec->rotation names a method */
+    rb_trace trace;         /* the method's per-step logs (empty for fixed rotations) */
     int own_rotset;
     const rb_rotset *rs;    /* the set in use (NULL = none) */
     rb_fused fused;

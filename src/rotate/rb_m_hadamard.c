@@ -7,11 +7,11 @@
 #include "rotate/rb_method.h"
 
 static const rb_method_option opts[] = {
-    {"seed", "0", "root seed; the R1 sign vector comes from stream rotation.r1"},
-    {"r3", "on", "online Hadamard on Q/K after RoPE (per head)"},
-    {"r4", "on", "online Hadamard on the down_proj input (fused into W_down)"},
-    {"cross_head", "off", "QuaRot's online Hadamard across heads on the o_proj input (W_o sees H_nh (x) H_dh)"},
-    {NULL, NULL, NULL},
+    {"seed", "key", "0", "root seed; the R1 sign vector comes from stream rotation.r1"},
+    {"r3", "key", "on", "online Hadamard on Q/K after RoPE (per head)"},
+    {"r4", "key", "on", "online Hadamard on the down_proj input (fused into W_down)"},
+    {"cross_head", "key", "off", "QuaRot's online Hadamard across heads on the o_proj input (W_o sees H_nh (x) H_dh)"},
+    {NULL, NULL, NULL, NULL},
 };
 
 static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {

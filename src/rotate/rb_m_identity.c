@@ -2,9 +2,9 @@
 #include "rotate/rb_method.h"
 
 static const rb_method_option opts[] = {
-    {"r3", "off", "online Hadamard on Q/K after RoPE (per head)"},
-    {"r4", "off", "online Hadamard on the down_proj input (fused into W_down)"},
-    {NULL, NULL, NULL},
+    {"r3", "key", "off", "online Hadamard on Q/K after RoPE (per head)"},
+    {"r4", "key", "off", "online Hadamard on the down_proj input (fused into W_down)"},
+    {NULL, NULL, NULL, NULL},
 };
 
 static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {

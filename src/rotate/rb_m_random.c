@@ -9,10 +9,10 @@
 #include "rotate/rb_orth.h"
 
 static const rb_method_option opts[] = {
-    {"seed", "0", "root seed; R1 from stream rotation.r1, R2 of layer l from rotation.r2.<l>"},
-    {"r3", "on", "online Hadamard on Q/K after RoPE (per head)"},
-    {"r4", "on", "online Hadamard on the down_proj input (fused into W_down)"},
-    {NULL, NULL, NULL},
+    {"seed", "key", "0", "root seed; R1 from stream rotation.r1, R2 of layer l from rotation.r2.<l>"},
+    {"r3", "key", "on", "online Hadamard on Q/K after RoPE (per head)"},
+    {"r4", "key", "on", "online Hadamard on the down_proj input (fused into W_down)"},
+    {NULL, NULL, NULL, NULL},
 };
 
 static int random_rot(uint64_t seed, const char *stream, int n, rb_rot **out, rb_error *err) {

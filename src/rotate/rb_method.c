@@ -3,27 +3,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <math.h>
 
-extern const rb_method rb_method_identity, rb_method_random, rb_method_hadamard;
+#include "core/rb_error.h"
 
-static const rb_method_option no_options[] = {{NULL, NULL, NULL}};
+extern const rb_method rb_method_identity, rb_method_random, rb_method_hadamard, rb_method_optrot,
+    rb_method_ruquant, rb_method_conqur;
 
-/* Families the project compares, registered so `rotbench methods` says where they stand. */
-static const rb_method m_optrot = {"optrot", "not implemented (issue 6)",
-                                   "OptRot / OptRot+: learned R1/R2 minimizing sum W^4 of the fused weights (Cayley SGD)",
-                                   no_options, NULL};
-static const rb_method m_ruquant = {"ruquant", "not implemented (issue 6; stage 2 needs decoder-layer gradients)",
-                                    "RUQuant: blockwise Householder+Givens maps toward uniform targets, global Householder",
-                                    no_options, NULL};
-static const rb_method m_conqur = {"conqur", "not implemented (issue 6)",
-                                   "ConQuR: corner-aligned rotations by online orthogonal Procrustes", no_options, NULL};
+static const rb_method_option no_options[] = {{NULL, NULL, NULL, NULL}};
+
+/* Registered so `rotbench methods` says where it stands. */
 static const rb_method m_respin = {"respinquant", "not implemented",
                                    "ReSpinQuant: layer-wise rotations with low-rank residual-basis corrections",
                                    no_options, NULL};
 
 const rb_method *const *rb_methods(void) {
-    static const rb_method *const all[] = {&rb_method_identity, &rb_method_random, &rb_method_hadamard, &m_optrot,
-                                           &m_ruquant,          &m_conqur,         &m_respin,           NULL};
+    static const rb_method *const all[] = {&rb_method_identity, &rb_method_random, &rb_method_hadamard, &rb_method_optrot,
+                                           &rb_method_ruquant,  &rb_method_conqur, &m_respin,           NULL};
     return all;
 }
 
@@ -44,6 +41,11 @@ int rb_method_run(const char *name, const rb_method_ctx *ctx, rb_rotset *out, rb
         return rb_error_set(err, RB_EINVAL, "rotation method '%s': expected one of %s", name, list);
     }
     if (!m->calibrate) return rb_error_set(err, RB_EUNSUPPORTED, "rotation method '%s': %s", name, m->status);
+    for (int i = 0; i < ctx->n_opts; i++) {
+        char msg[512];
+        if (rb_method_check_option(m, ctx->opt_names[i], ctx->opt_values[i], msg, sizeof msg))
+            return rb_error_set(err, RB_EINVAL, "rotation.options.%s: %s", ctx->opt_names[i], msg);
+    }
     memset(out, 0, sizeof *out);
     int rc = m->calibrate(ctx, out, err);
     if (rc) {
@@ -72,5 +74,151 @@ int rb_method_init_set(const rb_method_ctx *ctx, const char *name, int def_r3, i
     out->r3 = ctx->r3 < 0 ? def_r3 : ctx->r3;
     out->r4 = ctx->r4 < 0 ? def_r4 : ctx->r4;
     out->emb_center = ctx->emb_center;
+    return 0;
+}
+
+/* ---- options ---- */
+
+static const rb_method_option *find_opt(const rb_method *m, const char *name) {
+    for (const rb_method_option *o = m->options; o && o->name; o++)
+        if (!strcmp(o->name, name) && strcmp(o->kind, "key")) return o;
+    return NULL;
+}
+
+static int is_enum_kind(const char *kind) { return strchr(kind, '|') != NULL; }
+
+/* Index of value among the '|'-separated alternatives of kind, or -1. */
+static int enum_index(const char *kind, const char *value) {
+    size_t vl = strlen(value);
+    int i = 0;
+    for (const char *p = kind;; i++) {
+        const char *e = strchr(p, '|');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == vl && !strncmp(p, value, len)) return i;
+        if (!e) return -1;
+        p = e + 1;
+    }
+}
+
+static int parse_long(const char *s, long *out) {
+    char *e;
+    errno = 0;
+    long v = strtol(s, &e, 10);
+    if (e == s || *e || errno) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_real(const char *s, double *out) {
+    char *e;
+    errno = 0;
+    double v = strtod(s, &e);
+    if (e == s || *e || errno || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, int *out) {
+    if (!strcmp(s, "on") || !strcmp(s, "true")) *out = 1;
+    else if (!strcmp(s, "off") || !strcmp(s, "false")) *out = 0;
+    else return -1;
+    return 0;
+}
+
+/* Edit distance of short names (for did-you-mean). */
+static int edit_distance(const char *a, const char *b) {
+    int la = (int)strlen(a), lb = (int)strlen(b);
+    if (la > 63 || lb > 63) return 99;
+    int d[64][64];
+    for (int i = 0; i <= la; i++) d[i][0] = i;
+    for (int j = 0; j <= lb; j++) d[0][j] = j;
+    for (int i = 1; i <= la; i++)
+        for (int j = 1; j <= lb; j++) {
+            int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
+            d[i][j] = c;
+        }
+    return d[la][lb];
+}
+
+int rb_method_check_option(const rb_method *m, const char *name, const char *value, char *msg, size_t cap) {
+    const rb_method_option *o = find_opt(m, name);
+    if (!o) {
+        const char *best = NULL;
+        int bd = 3;
+        size_t k = 0;
+        char list[256] = "";
+        for (const rb_method_option *p = m->options; p && p->name; p++) {
+            if (!strcmp(p->kind, "key")) continue;
+            int dd = edit_distance(name, p->name);
+            if (dd < bd) bd = dd, best = p->name;
+            k += (size_t)snprintf(list + k, k < sizeof list ? sizeof list - k : 0, "%s%s", k ? ", " : "", p->name);
+        }
+        if (best) snprintf(msg, cap, "unknown option of method %s (did you mean '%s'?)", m->name, best);
+        else if (k) snprintf(msg, cap, "unknown option of method %s (options: %s)", m->name, list);
+        else snprintf(msg, cap, "method %s takes no options", m->name);
+        return RB_EINVAL;
+    }
+    long l;
+    double d;
+    int b;
+    if (!strcmp(o->kind, "int") && parse_long(value, &l)) snprintf(msg, cap, "expected an integer, got '%s'", value);
+    else if (!strcmp(o->kind, "real") && parse_real(value, &d)) snprintf(msg, cap, "expected a number, got '%s'", value);
+    else if (!strcmp(o->kind, "bool") && parse_bool(value, &b)) snprintf(msg, cap, "expected on or off, got '%s'", value);
+    else if (is_enum_kind(o->kind) && enum_index(o->kind, value) < 0)
+        snprintf(msg, cap, "expected one of %s, got '%s'", o->kind, value);
+    else return 0;
+    return RB_EINVAL;
+}
+
+/* The value of option `name` (given or default) and its table entry. */
+static const char *opt_value(const rb_method_ctx *ctx, const rb_method *m, const char *name, const char *kind,
+                             const rb_method_option **o) {
+    *o = find_opt(m, name);
+    RB_ASSERT(*o && (kind ? !strcmp((*o)->kind, kind) : is_enum_kind((*o)->kind)));
+    for (int i = 0; i < ctx->n_opts; i++)
+        if (!strcmp(ctx->opt_names[i], name)) return ctx->opt_values[i];
+    return (*o)->default_value;
+}
+
+int rb_method_opt_int(const rb_method_ctx *ctx, const rb_method *m, const char *name, long lo, long hi, int *out,
+                      rb_error *err) {
+    const rb_method_option *o;
+    const char *v = opt_value(ctx, m, name, "int", &o);
+    long x;
+    if (parse_long(v, &x)) return rb_error_set(err, RB_EINVAL, "rotation.options.%s: expected an integer, got '%s'", name, v);
+    if (x < lo || x > hi)
+        return rb_error_set(err, RB_EINVAL, "rotation.options.%s: expected an integer in [%ld, %ld], got %ld", name, lo,
+                            hi, x);
+    *out = (int)x;
+    return 0;
+}
+
+int rb_method_opt_real(const rb_method_ctx *ctx, const rb_method *m, const char *name, double lo, double hi,
+                       double *out, rb_error *err) {
+    const rb_method_option *o;
+    const char *v = opt_value(ctx, m, name, "real", &o);
+    double x;
+    if (parse_real(v, &x)) return rb_error_set(err, RB_EINVAL, "rotation.options.%s: expected a number, got '%s'", name, v);
+    if (x < lo || x > hi)
+        return rb_error_set(err, RB_EINVAL, "rotation.options.%s: expected a number in [%g, %g], got %g", name, lo, hi,
+                            x);
+    *out = x;
+    return 0;
+}
+
+int rb_method_opt_bool(const rb_method_ctx *ctx, const rb_method *m, const char *name, int *out, rb_error *err) {
+    const rb_method_option *o;
+    const char *v = opt_value(ctx, m, name, "bool", &o);
+    if (parse_bool(v, out)) return rb_error_set(err, RB_EINVAL, "rotation.options.%s: expected on or off, got '%s'", name, v);
+    return 0;
+}
+
+int rb_method_opt_enum(const rb_method_ctx *ctx, const rb_method *m, const char *name, int *out, rb_error *err) {
+    const rb_method_option *o;
+    const char *v = opt_value(ctx, m, name, NULL, &o);
+    if ((*out = enum_index(o->kind, v)) < 0)
+        return rb_error_set(err, RB_EINVAL, "rotation.options.%s: expected one of %s, got '%s'", name, o->kind, v);
     return 0;
 }

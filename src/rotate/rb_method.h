@@ -3,23 +3,43 @@
 #ifndef RB_METHOD_H
 #define RB_METHOD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "core/rb_trace.h"
 #include "model/rb_forward.h"
+#include "quant/rb_qpreset.h"
 #include "rotate/rb_rotset.h"
 
+/* One documented knob of a method. kind:
+ *   "key"        a rotation.<name> config key shared by methods (seed, r3, r4, cross_head); listed
+ *                for its per-method default and meaning only
+ *   "int"        integer            (rotation.options.<name>)
+ *   "real"       floating point     (rotation.options.<name>)
+ *   "bool"       on|off|true|false  (rotation.options.<name>)
+ *   "a|b|c"      one of the alternatives (rotation.options.<name>)
+ * Ranges beyond the kind are checked by the method when it runs (message names the option). */
 typedef struct rb_method_option {
-    const char *name, *default_value, *meaning;
+    const char *name, *kind, *default_value, *meaning;
 } rb_method_option;
 
-/* What a method may use. Learned methods (later) also get calibration windows. */
+/* What a method may use. */
 typedef struct rb_method_ctx {
     const rb_llama_config *cfg;
-    const rb_weights_src *src; /* the unrotated model */
+    const rb_weights_src *src; /* the unrotated model (not prepared: γ not folded, embeddings tied as stored) */
     uint64_t seed;             /* root seed; methods draw from named rb_rng streams ("rotation.r1", ...) */
     int r3, r4;                /* online Hadamards requested (-1: the method's default) */
     int emb_center;            /* 0/1 */
     int cross_head;            /* QuaRot cross-head online Hadamard (-1: the method's default) */
+    /* calibration (data-dependent methods; calib NULL = none given) */
+    const int32_t *calib;      /* [calib_n][calib_T] token windows, already in the configured order */
+    int calib_n, calib_T;
+    int calib_batch;           /* windows per update for online methods (data.calib.batch; ≥ 1) */
+    const rb_quant_cfg *quant; /* the run's quantization (NULL = FP): for calibration on quantized activations */
+    /* rotation.options: n_opts name/value pairs (validated by rb_method_run against the method's table) */
+    const char *const *opt_names, *const *opt_values;
+    int n_opts;
+    rb_trace *trace;           /* per-step logs (may be NULL) */
 } rb_method_ctx;
 
 typedef struct rb_method {
@@ -38,6 +58,21 @@ const rb_method *rb_method_find(const char *name);
 /* Runs method `name`: fills *out (rb_rotset_free it). RB_EINVAL for an unknown name (listing the
  * registered ones) or a method that is not implemented yet (saying so). */
 int rb_method_run(const char *name, const rb_method_ctx *ctx, rb_rotset *out, rb_error *err);
+
+/* Checks one rotation.options entry against m's table: known name (not a "key" entry) and a value
+ * of its kind. 0, or RB_EINVAL with msg = the problem ("unknown option 'x' of method conqur (did you
+ * mean 'y'?; options: a, b)", "expected an integer, got 'z'"). */
+int rb_method_check_option(const rb_method *m, const char *name, const char *value, char *msg, size_t cap);
+
+/* Typed option values: ctx's rotation.options entry `name` or the table default of method m.
+ * Range violations are RB_EINVAL naming "rotation.options.<name>". An enum gets the index of the
+ * alternative in the kind string. RB_ASSERTs that m declares `name` with a matching kind. */
+int rb_method_opt_int(const rb_method_ctx *ctx, const rb_method *m, const char *name, long lo, long hi, int *out,
+                      rb_error *err);
+int rb_method_opt_real(const rb_method_ctx *ctx, const rb_method *m, const char *name, double lo, double hi,
+                       double *out, rb_error *err);
+int rb_method_opt_bool(const rb_method_ctx *ctx, const rb_method *m, const char *name, int *out, rb_error *err);
+int rb_method_opt_enum(const rb_method_ctx *ctx, const rb_method *m, const char *name, int *out, rb_error *err);
 
 /* Shared by methods: an empty set for ctx's model with r3/r4/emb_center resolved (req < 0 → def). */
 int rb_method_init_set(const rb_method_ctx *ctx, const char *name, int def_r3, int def_r4, rb_rotset *out,
