@@ -41,10 +41,29 @@ static int write_nll_tsv(const char *path, const rb_ppl_result *r, rb_error *err
 }
 
 
+/* "--rot-opt a=1,b=x" → name/value arrays (one allocation: *buf holds the split copy). */
+#define RB_MAX_ROT_OPTS 32
+static int split_rot_opts(const char *spec, char **buf, const char **names, const char **vals, int *n, rb_error *err) {
+    *n = 0;
+    *buf = NULL;
+    if (!spec) return 0;
+    if (!(*buf = strdup(spec))) return rb_error_set(err, RB_ENOMEM, "out of memory");
+    for (char *save = NULL, *tok = strtok_r(*buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq || eq == tok || !eq[1])
+            return rb_error_set(err, RB_EINVAL, "ppl: --rot-opt: expected NAME=VALUE[,NAME=VALUE...], got '%s'", tok);
+        if (*n == RB_MAX_ROT_OPTS) return rb_error_set(err, RB_EINVAL, "ppl: --rot-opt: more than %d options", RB_MAX_ROT_OPTS);
+        *eq = 0;
+        names[*n] = tok;
+        vals[(*n)++] = eq + 1;
+    }
+    return 0;
+}
+
 typedef struct ppl_args {
     const char *text, *tokp, *proto, *nll_out, *quant, *walgo, *calib, *calib_range, *text_range, *stats;
-    const char *rotation, *save_rot, *load_rot;
-    long seqlen, maxw, calib_n, calib_T, seed;
+    const char *rotation, *save_rot, *load_rot, *rot_opts;
+    long seqlen, maxw, calib_n, calib_T, calib_batch, seed;
     int no_bos, act_order, r3, r4, emb_center, cross_head;
 } ppl_args;
 
@@ -63,6 +82,7 @@ static int parse_ppl_args(rb_args *a, ppl_args *p, rb_error *err) {
     p->rotation = rb_args_str(a, "rotation", err);
     p->save_rot = rb_args_str(a, "save-rotation", err);
     p->load_rot = rb_args_str(a, "load-rotation", err);
+    p->rot_opts = rb_args_str(a, "rot-opt", err);
     if (rb_args_onoff(a, "r3", -1, &p->r3, err) || rb_args_onoff(a, "r4", -1, &p->r4, err) ||
         rb_args_onoff(a, "emb-center", 1, &p->emb_center, err) || rb_args_onoff(a, "cross-head", -1, &p->cross_head, err))
         return err->code;
@@ -73,6 +93,7 @@ static int parse_ppl_args(rb_args *a, ppl_args *p, rb_error *err) {
         rb_args_int(a, "max-windows", 0, 0, 1 << 30, &p->maxw, err) ||
         rb_args_int(a, "calib-samples", 128, 1, 1 << 20, &p->calib_n, err) ||
         rb_args_int(a, "calib-seqlen", 0, 2, 1 << 20, &p->calib_T, err) ||
+        rb_args_int(a, "calib-batch", 1, 1, 1 << 20, &p->calib_batch, err) ||
         rb_args_int(a, "seed", 0, 0, 0x7fffffffL, &p->seed, err))
         return err->code;
     if (p->walgo && strcmp(p->walgo, "rtn") && strcmp(p->walgo, "gptq"))
@@ -81,6 +102,11 @@ static int parse_ppl_args(rb_args *a, ppl_args *p, rb_error *err) {
         return rb_error_set(err, RB_EINVAL, "ppl: --w-algo gptq needs --calib FILE");
     if (p->rotation && p->load_rot)
         return rb_error_set(err, RB_EINVAL, "ppl: --rotation and --load-rotation are exclusive");
+    if (p->rot_opts && !p->rotation)
+        return rb_error_set(err, RB_EINVAL, "ppl: --rot-opt needs --rotation METHOD");
+    if (p->calib_batch > p->calib_n)
+        return rb_error_set(err, RB_EINVAL, "ppl: --calib-batch %ld is larger than --calib-samples %ld", p->calib_batch,
+                            p->calib_n);
     if (p->save_rot && !p->rotation)
         return rb_error_set(err, RB_EINVAL, "ppl: --save-rotation needs --rotation METHOD");
     return 0;
@@ -93,6 +119,7 @@ int rb_cmd_ppl(int argc, char **argv) {
     rb_quant_cfg qcfg;
     rb_rotset loaded;
     int have_loaded = 0, rc;
+    char *opt_buf = NULL;
     rb_pipe pipe;
     memset(&pipe, 0, sizeof pipe);
     if (rb_args_init(&a, "ppl", argc, argv)) return RB_EXIT_FAIL;
@@ -110,7 +137,11 @@ int rb_cmd_ppl(int argc, char **argv) {
                          .calib = p.calib, .calib_range = p.calib_range, .calib_samples = (int)p.calib_n,
                          .calib_order = RB_CALIB_SEQUENTIAL, .fp_ref = 1, .stats = p.stats != NULL,
                          .rotation = p.rotation, .r3 = p.r3, .r4 = p.r4, .cross_head = p.cross_head,
-                         .emb_center = p.emb_center};
+                         .emb_center = p.emb_center, .calib_batch = (int)p.calib_batch};
+    const char *opt_names[RB_MAX_ROT_OPTS], *opt_vals[RB_MAX_ROT_OPTS];
+    if (split_rot_opts(p.rot_opts, &opt_buf, opt_names, opt_vals, &spec.n_rot_opts, &err)) goto fail;
+    spec.rot_opt_names = opt_names;
+    spec.rot_opt_values = opt_vals;
     if (p.proto && (spec.ppl.protocol = rb_ppl_protocol_from_name(p.proto)) < 0) {
         rb_error_set(&err, RB_EINVAL, "ppl: --protocol: expected gptq or llamacpp, got '%s'", p.proto);
         goto fail;
@@ -165,11 +196,13 @@ int rb_cmd_ppl(int argc, char **argv) {
     free(out);
     json_decref(j);
     rb_pipe_free(&pipe);
+    free(opt_buf);
     if (have_loaded) rb_rotset_free(&loaded);
     rb_args_free(&a);
     return RB_EXIT_OK;
 fail:
     rb_pipe_free(&pipe);
+    free(opt_buf);
     if (have_loaded) rb_rotset_free(&loaded);
     rb_args_free(&a);
     return rb_cli_fail(&err);

@@ -17,6 +17,7 @@
 #include "eval/rb_ppl.h"
 #include "harness/rb_config_internal.h"
 #include "harness/rb_sha256.h"
+#include "rotate/rb_method.h"
 #include "quant/rb_qpreset.h"
 #include "quant/rb_quant.h"
 
@@ -89,13 +90,16 @@ static const sentry s_w[] = {S("bits", T_BITS, 0, "16", QT(w, bits)),
                              SE("algo", T_ENUM, 0, "rtn", QT(w, algo), e_algo),
                              S("act_order", T_BOOL, 0, "false", QT(w, act_order)),
                              SF("damp", 0, "0.01", QT(w, damp), 0.0, 1.0),
+                             S("raw_minmax", T_BOOL, 0, "false", QT(w, raw_minmax)),
                              E_END};
 static const sentry s_a[] = {S("bits", T_BITS, 0, "16", QT(a, bits)), S("sym", T_BOOL, 0, "false", QT(a, sym)),
                              SE("group", T_GROUP, 0, "token", OFF(quant.a), e_agroup),
-                             S("clip", T_CLIP, 0, "1.0", OFF(quant.a)), E_END};
+                             S("clip", T_CLIP, 0, "1.0", OFF(quant.a)),
+                             S("raw_minmax", T_BOOL, 0, "false", QT(a, raw_minmax)), E_END};
 static const sentry s_kv[] = {S("bits", T_BITS, 0, "16", QT(kv, bits)), S("sym", T_BOOL, 0, "false", QT(kv, sym)),
                               SE("group", T_GROUP, 0, "head", OFF(quant.kv), e_kvgroup),
-                              S("clip", T_CLIP, 0, "1.0", OFF(quant.kv)), E_END};
+                              S("clip", T_CLIP, 0, "1.0", OFF(quant.kv)),
+                              S("raw_minmax", T_BOOL, 0, "false", QT(kv, raw_minmax)), E_END};
 static const sentry s_quant[] = {SE("preset", T_ESTR, F_OPT | F_NOCASE, NULL, OFF(quant.preset), e_preset),
                                  SM("w", 0, NOAUX, s_w), SM("a", 0, NOAUX, s_a), SM("kv", 0, NOAUX, s_kv), E_END};
 static const sentry s_rotation[] = {
@@ -105,6 +109,7 @@ static const sentry s_rotation[] = {
     S("cross_head", T_BOOL, 0, "false", OFF(rotation.cross_head)),
     S("emb_center", T_BOOL, 0, "true", OFF(rotation.emb_center)),
     {"seed", T_U64, F_OPT, NULL, OFF(rotation.seed), OFF(rotation.has_seed), 0, 0, 0, 0, NULL, NULL},
+    {"options", T_OPTS, F_OPT, NULL, OFF(rotation.opt_names), OFF(rotation.n_opts), 0, 0, 0, 0, NULL, NULL},
     E_END};
 static const sentry s_sweep[] = {S("grid", T_AXES, F_OPT, NULL, 0), S("zip", T_AXES, F_OPT, NULL, 0), E_END};
 
@@ -417,6 +422,43 @@ static int conv_list(vctx *v, const sentry *e, const rb_ynode *n, char *base) {
     return 0;
 }
 
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* rotation.options: a map of scalars, each checked against the (already validated) method's table. */
+static int conv_opts(vctx *v, const sentry *e, const rb_ynode *n, char *base) {
+    char g[256];
+    if (n->kind != RB_YMAP) return fail(v, n, "expected a map of option: value, got %s", got(n, g, sizeof g));
+    const rb_method *m = rb_method_find(v->cfg->rotation.method);
+    RB_ASSERT(m); /* rotation.method is validated first (schema order) */
+    char ***names = (char ***)(base + e->off), ***vals = names + 1;
+    if (!(*names = calloc(n->n + 1, sizeof **names)) || !(*vals = calloc(n->n + 1, sizeof **vals))) return oom(v);
+    /* sort by name (canonical form) while keeping the node for positions */
+    for (size_t i = 0; i < n->n; i++) {
+        size_t len = path_push(v, n->keys[i]->str, 0);
+        const rb_ynode *val = n->vals[i];
+        if (val->kind != RB_YSCALAR || rb_ynode_is_null(val))
+            return fail(v, val, "expected a scalar value, got %s", got(val, g, sizeof g));
+        char msg[512];
+        if (rb_method_check_option(m, n->keys[i]->str, val->str, msg, sizeof msg)) /* name or value */
+            return fail(v, strncmp(msg, "expected", 8) ? n->keys[i] : val, "%s", msg);
+        v->path[len] = 0;
+    }
+    char **pairs = calloc(n->n + 1, sizeof *pairs);
+    if (!pairs) return oom(v);
+    for (size_t i = 0; i < n->n; i++) pairs[i] = (char *)n->keys[i]->str;
+    qsort(pairs, n->n, sizeof *pairs, cmp_str);
+    for (size_t i = 0; i < n->n; i++) {
+        const rb_ynode *val = rb_ymap_get(n, pairs[i], NULL);
+        if (!((*names)[i] = rb_strdup(pairs[i])) || !((*vals)[i] = rb_strdup(val->str))) {
+            free(pairs);
+            return oom(v);
+        }
+        *(int *)(base + e->aux) = (int)i + 1;
+    }
+    free(pairs);
+    return 0;
+}
+
 static int conv_scalar(vctx *v, const sentry *e, const rb_ynode *n, char *base) {
     char g[256];
     long long ll;
@@ -559,6 +601,7 @@ static int validate_entry(vctx *v, const sentry *e, const rb_ynode *n, const rb_
     }
     if (e->aux != NOAUX && (e->type == T_MAP || e->type == T_U64)) *(int *)(base + e->aux) = 1;
     if (e->type == T_AXES) return 0; /* checked by rb_sweep_check */
+    if (e->type == T_OPTS) return conv_opts(v, e, n, base);
     if (e->type == T_MAP) {
         rc = validate_map(v, e->kids, n, n, base);
         if (!rc && (e->flags & F_PRESET)) apply_preset(v, n);
@@ -603,6 +646,13 @@ static void free_entries(const sentry *kids, char *base) {
             free(arr);
             break;
         }
+        case T_OPTS: {
+            char **nm = *(char ***)(base + e->off), **vl = *((char ***)(base + e->off) + 1);
+            for (int i = 0; i < *(int *)(base + e->aux); i++) free(nm[i]), free(vl[i]);
+            free(nm);
+            free(vl);
+            break;
+        }
         case T_NAMES: {
             char **arr = *(char ***)(base + e->off);
             for (int i = 0; arr && i < *(int *)(base + e->aux); i++) free(arr[i]);
@@ -640,6 +690,18 @@ int rb_cfg_validate(rb_ynode *tree, rb_config *out, rb_error *err) {
     }
     out->priv->tree = tree;
     rc = validate_map(&v, rb_cfg_schema, tree, tree, (char *)out);
+    static const struct {
+        const char *name;
+        size_t off;
+    } sides[] = {{"w", offsetof(rb_config, quant.w)}, {"a", offsetof(rb_config, quant.a)}, {"kv", offsetof(rb_config, quant.kv)}};
+    for (int i = 0; !rc && i < 3; i++) {
+        const rb_cfg_qtensor *t = (const rb_cfg_qtensor *)((const char *)out + sides[i].off);
+        if (!t->raw_minmax || !t->sym) continue;
+        const rb_ynode *q = rb_ymap_get(rb_ymap_get(tree, "quant", NULL), sides[i].name, NULL);
+        const rb_ynode *r = rb_ymap_get(q, "raw_minmax", NULL);
+        snprintf(v.path, sizeof v.path, "quant.%s.raw_minmax", sides[i].name);
+        rc = fail(&v, r ? r : q ? q : tree, "raw min/max ranges are asymmetric: set quant.%s.sym: false", sides[i].name);
+    }
     if (!rc && out->data.has_calib && out->data.calib.batch > out->data.calib.samples) {
         const rb_ynode *calib = rb_ymap_get(rb_ymap_get(tree, "data", NULL), "calib", NULL);
         const rb_ynode *b = rb_ymap_get(calib, "batch", NULL);

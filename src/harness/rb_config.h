@@ -80,6 +80,7 @@ typedef struct rb_cfg_qtensor {
     int group;       /* columns per group for RB_QGRAN_GROUP, else 0 */
     double clip;     /* range multiplier in (0, 1]; 1 with clip_search */
     int clip_search; /* w only: clip: search (the default for w) */
+    int raw_minmax;  /* RUQuant/OmniQuant range (raw min/max, not forced to include 0); needs sym: false */
     int algo;        /* w only: RB_WALGO_RTN | RB_WALGO_GPTQ (quant/rb_qpreset.h), default rtn */
     int act_order;   /* w only: GPTQ act_order, default 0 */
     double damp;     /* w only: GPTQ percdamp in [0, 1], default 0.01 */
@@ -110,6 +111,9 @@ typedef struct rb_config {
         int emb_center;     /* default 1 */
         int has_seed;
         uint64_t seed;      /* when has_seed: replaces the root seed for "rotation.*" streams */
+        char **opt_names;   /* rotation.options: n_opts entries, sorted by name (method-specific, checked */
+        char **opt_values;  /*   against `rotbench methods METHOD`); values as written */
+        int n_opts;
     } rotation;
     unsigned metrics;       /* RB_METRIC_* bits, default all */
     char **figures;         /* n_figures names, default none */

@@ -89,6 +89,18 @@ static void emit_value(rb_ybuf *b, const sentry *e, const char *base) {
         rb_ybuf_puts(b, "]");
         break;
     }
+    case T_OPTS: {
+        char *const *nm = *(char **const *)(base + e->off), *const *vl = *((char **const *)(base + e->off) + 1);
+        rb_ybuf_puts(b, "{");
+        for (int i = 0; i < *(const int *)(base + e->aux); i++) {
+            if (i) rb_ybuf_puts(b, ", ");
+            rb_ybuf_str(b, nm[i]);
+            rb_ybuf_puts(b, ": ");
+            rb_ybuf_str(b, vl[i]);
+        }
+        rb_ybuf_puts(b, "}");
+        break;
+    }
     case T_NAMES: {
         char *const *arr = *(char **const *)(base + e->off);
         rb_ybuf_puts(b, "[");

@@ -27,6 +27,8 @@ enum {
     T_METRICS, /* list of enum names → bit set (unsigned) */
     T_NAMES,   /* list of unique names; off = char **, aux = int count */
     T_AXES,    /* sweep axes: map key.path → list (checked by rb_sweep.c, stored as nodes) */
+    T_OPTS,    /* map name → scalar, checked against rotation.method's option table; off = char ** names,
+                  off + sizeof(char **) = char ** values (rb_config.rotation layout), aux = int count */
 };
 
 enum {

@@ -673,6 +673,34 @@ int rb_results_put_eval(rb_results *w, const char *corpus, int protocol, int seq
     return rc;
 }
 
+int rb_results_put_trace(rb_results *w, const rb_trace *tr, rb_error *err) {
+    RB_ASSERT(w && tr);
+    if (!tr->n) return 0;
+    rb_h5_quiet q;
+    rb_h5_quiet_on(&q);
+    int rc = 0;
+    hid_t g = rb_h5_group(w->f, "calibration", 0, 1);
+    if (g < 0) rc = werr(w, err, "/calibration");
+    for (int i = 0; !rc && i < tr->n; i++) {
+        const rb_trace_table *t = tr->tables[i];
+        if (H5Lexists(g, t->name, H5P_DEFAULT) > 0) H5Ldelete(g, t->name, H5P_DEFAULT);
+        hsize_t dims[2] = {t->rows, (hsize_t)t->n_cols};
+        static const double none = 0;
+        if (rb_h5_put_dataset(g, t->name, 2, dims, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, t->rows ? t->data : &none)) {
+            rc = werr(w, err, "/calibration");
+            break;
+        }
+        hid_t d = H5Dopen2(g, t->name, H5P_DEFAULT);
+        if (d < 0 || rb_h5_put_str_array(d, "columns", (const char *const *)t->cols, (size_t)t->n_cols))
+            rc = werr(w, err, "/calibration");
+        rb_h5_close(&d);
+    }
+    rb_h5_close(&g);
+    if (!rc) rc = flush(w, err);
+    rb_h5_quiet_off(&q);
+    return rc;
+}
+
 int rb_results_put_times(rb_results *w, const rb_stage_times *t, rb_error *err) {
     RB_ASSERT(w && t);
     rb_h5_quiet q;

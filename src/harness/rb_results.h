@@ -25,6 +25,7 @@
 #include "core/rb_error.h"
 #include "eval/rb_qeval.h"
 #include "harness/rb_env.h"
+#include "core/rb_trace.h"
 #include "rotate/rb_rotset.h"
 
 /* Layout version written as /schema_version; readers refuse newer files (RB_EUNSUPPORTED). */
@@ -134,6 +135,9 @@ int rb_results_put_eval(rb_results *w, const char *corpus, int protocol, int seq
                         rb_error *err);
 
 /* /summary stage times (seconds_calibrate, seconds_quantize, seconds_evaluate, seconds_total). */
+/* Writes each table of the method's trace as /calibration/<name>: float64 [rows][cols] with attr
+ * `columns` (list of column names). Replaces existing tables of the same name. */
+int rb_results_put_trace(rb_results *w, const rb_trace *tr, rb_error *err);
 int rb_results_put_times(rb_results *w, const rb_stage_times *t, rb_error *err);
 
 /* Records unit `unit` (a name without '/') as finished, taking `seconds`, and flushes. */

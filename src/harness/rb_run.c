@@ -162,6 +162,7 @@ static void qspec_from(const rb_cfg_qtensor *t, rb_qspec *q) {
     *q = rb_qspec_make(t->bits, t->sym, t->gran, t->group);
     q->clip = (float)t->clip;
     q->clip_search = t->clip_search;
+    q->raw_minmax = t->raw_minmax;
 }
 
 static void quant_from(const rb_config *cfg, rb_quant_cfg *q) {
@@ -295,19 +296,24 @@ int rb_run_execute(const rb_config *cfg, const char *run_dir, const char *run_id
                          .quant = &q, .fp_ref = 1, .stats = (cfg->metrics & (RB_METRIC_KURTOSIS | RB_METRIC_MSE)) != 0,
                          .rotation = use_rot && !have_loaded ? cfg->rotation.method : NULL,
                          .rotset = have_loaded ? &loaded : NULL, .r3 = cfg->rotation.r3, .r4 = cfg->rotation.r4,
-                         .cross_head = cfg->rotation.cross_head, .emb_center = cfg->rotation.emb_center};
+                         .cross_head = cfg->rotation.cross_head, .emb_center = cfg->rotation.emb_center,
+                         .rot_opt_names = (const char *const *)cfg->rotation.opt_names,
+                         .rot_opt_values = (const char *const *)cfg->rotation.opt_values,
+                         .n_rot_opts = cfg->rotation.n_opts};
     if (cfg->data.has_calib) {
         spec.calib = cfg->data.calib.corpus;
         spec.calib_range = cfg->data.calib.range;
         spec.calib_samples = cfg->data.calib.samples;
         spec.calib_seqlen = cfg->data.calib.seqlen;
         spec.calib_order = cfg->data.calib.order;
+        spec.calib_batch = cfg->data.calib.batch;
     }
     double tp = rb_now();
     if ((rc = rb_pipe_prepare(&pipe, &spec, err))) goto out;
     times.calibrate = rb_now() - tp;
     if (pipe.rs && !have_loaded) {
-        if ((rc = rb_results_put_rotset(w, pipe.rs, err)) || (rc = rb_results_mark_unit(w, "rotation", times.calibrate, err)))
+        if ((rc = rb_results_put_rotset(w, pipe.rs, err)) || (rc = rb_results_put_trace(w, &pipe.trace, err)) ||
+            (rc = rb_results_mark_unit(w, "rotation", times.calibrate, err)))
             goto out;
     }
     double tq = 0, te = 0;
