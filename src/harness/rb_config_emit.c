@@ -96,7 +96,10 @@ static void emit_value(rb_ybuf *b, const sentry *e, const char *base) {
             if (i) rb_ybuf_puts(b, ", ");
             rb_ybuf_str(b, nm[i]);
             rb_ybuf_puts(b, ": ");
-            rb_ybuf_str(b, vl[i]);
+            char *end;
+            strtod(vl[i], &end); /* numbers plain (options are typed by the method, not by YAML) */
+            if (end != vl[i] && !*end && !strpbrk(vl[i], " \t")) rb_ybuf_puts(b, vl[i]);
+            else rb_ybuf_str(b, vl[i]);
         }
         rb_ybuf_puts(b, "}");
         break;

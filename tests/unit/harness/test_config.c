@@ -30,16 +30,19 @@ static const char *const golden_min =
     "    algo: rtn\n"
     "    act_order: false\n"
     "    damp: 0.01\n"
+    "    raw_minmax: false\n"
     "  a:\n"
     "    bits: 16\n"
     "    sym: false\n"
     "    group: token\n"
     "    clip: 1.0\n"
+    "    raw_minmax: false\n"
     "  kv:\n"
     "    bits: 16\n"
     "    sym: false\n"
     "    group: head\n"
     "    clip: 1.0\n"
+    "    raw_minmax: false\n"
     "rotation:\n"
     "  method: identity\n"
     "  cross_head: false\n"
@@ -169,6 +172,27 @@ static void test_full_roundtrip(void **state) {
     free(s);
 }
 
+/* rotation.options: sorted by name in the canonical form, values kept as written; raw_minmax. */
+static void test_method_options(void **state) {
+    (void)state;
+    const char *text = CFG_MIN "rotation: {method: conqur, options: {passes: 2, init: identity, beta: 0.5}}\n"
+                               "quant: {a: {bits: 4, raw_minmax: true}}\n";
+    char *s = roundtrip(text);
+    assert_non_null(strstr(s, "  options: {beta: 0.5, init: identity, passes: 2}\n"));
+    assert_non_null(strstr(s, "    clip: 1.0\n    raw_minmax: true\n"));
+    rb_config c;
+    rb_error e;
+    assert_int_equal(cfg_load(text, NULL, 0, &c, &e), 0);
+    assert_int_equal(c.rotation.n_opts, 3);
+    assert_string_equal(c.rotation.opt_names[0], "beta");
+    assert_string_equal(c.rotation.opt_values[0], "0.5");
+    assert_string_equal(c.rotation.opt_names[2], "passes");
+    assert_int_equal(c.quant.a.raw_minmax, 1);
+    assert_int_equal(c.quant.w.raw_minmax, 0);
+    rb_config_free(&c);
+    free(s);
+}
+
 static void test_strings_quoted(void **state) {
     (void)state;
     /* names and paths that YAML could misread are quoted in the canonical form */
@@ -249,6 +273,19 @@ static void test_errors(void **state) {
         {CFG_MIN "quant: {a: {clip: 0}}\n", "exp.yaml:5:19: quant.a.clip: expected a number in (0, 1], got 0"},
         {CFG_MIN "quant: {w: {clip: 1.5}}\n",
          "exp.yaml:5:19: quant.w.clip: expected a number in (0, 1] or search, got 1.5"},
+        /* rotation.options against the method's table; raw min/max needs asymmetric ranges */
+        {CFG_MIN "rotation: {method: conqur, options: {pases: 2}}\n",
+         "exp.yaml:5:38: rotation.options.pases: unknown option of method conqur (did you mean 'passes'?)"},
+        {CFG_MIN "rotation: {method: conqur, options: {passes: two}}\n",
+         "exp.yaml:5:46: rotation.options.passes: expected an integer, got 'two'"},
+        {CFG_MIN "rotation: {method: conqur, options: {init: qr}}\n",
+         "exp.yaml:5:44: rotation.options.init: expected one of hadamard|identity|random, got 'qr'"},
+        {CFG_MIN "rotation: {method: hadamard, options: {passes: 2}}\n",
+         "exp.yaml:5:40: rotation.options.passes: method hadamard takes no options"},
+        {CFG_MIN "rotation: {method: conqur, options: [1]}\n",
+         "exp.yaml:5:37: rotation.options: expected a map of option: value, got a list"},
+        {CFG_MIN "quant: {a: {raw_minmax: true, sym: true}}\n",
+         "exp.yaml:5:25: quant.a.raw_minmax: raw min/max ranges are asymmetric: set quant.a.sym: false"},
         /* enums */
         {CFG_MIN "rotation: {method: hadamrd}\n",
          "exp.yaml:5:20: rotation.method: expected one of identity, random, hadamard, optrot, ruquant, conqur, "
@@ -467,6 +504,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_golden), cmocka_unit_test(test_full_roundtrip),
         cmocka_unit_test(test_strings_quoted),  cmocka_unit_test(test_composition),
+        cmocka_unit_test(test_method_options),
         cmocka_unit_test(test_errors),          cmocka_unit_test(test_env),
         cmocka_unit_test(test_overrides),       cmocka_unit_test(test_override_errors),
     };
