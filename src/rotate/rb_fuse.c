@@ -67,6 +67,16 @@ int rb_fused_init(rb_fused *f, const rb_weights_src *base, const rb_llama_config
         }
         f->has_ch = 1;
     }
+    for (int l = 0; rs && rs->ruq && l < rs->n_layers; l++)
+        for (int k = 0; k < RB_RUQ_NSITES; k++) {
+            const rb_ruq_site *q = rs->ruq[l][k];
+            int want = k == RB_RUQ_DOWN ? c->hidden_dim : k == RB_RUQ_OUT ? c->n_heads * c->head_dim : c->dim;
+            if (q && q->n != want) {
+                rb_fused_free(f);
+                return rb_error_set(err, RB_EINVAL, "rotation set (%s): RUQuant transform of layer %d at %s has width %d, "
+                                    "the model's is %d", rs->method, l, rb_ruq_site_name(k), q->n, want);
+            }
+        }
     size_t qd = (size_t)c->n_heads * c->head_dim, big = (size_t)c->dim * c->hidden_dim;
     if ((size_t)c->dim * qd > big) big = (size_t)c->dim * qd;
     if ((size_t)FUSE_ROW_BLOCK * c->dim > big) big = (size_t)FUSE_ROW_BLOCK * c->dim;
@@ -86,15 +96,21 @@ void rb_fused_free(rb_fused *f) {
     rb_free(f->emb);
     rb_free(f->wa);
     rb_free(f->wb);
+    rb_free(f->ruq_tmp);
     memset(f, 0, sizeof *f);
 }
 
-/* One linear through fold (g may be NULL), R1 on the input (in_r1) or output (out_r1) side, and
- * an extra per-linear step. */
+/* RUQuant transform of layer l at site k, or NULL. */
+static const rb_ruq_site *ruq_at(const rb_fused *f, int l, int k) {
+    return f->rs && f->rs->ruq ? f->rs->ruq[l][k] : NULL;
+}
+
+/* One linear through fold (g may be NULL), R1 on the input (in_r1) or output (out_r1) side, an
+ * extra per-linear step, and last the RUQuant transform rq of its input (may be NULL). */
 enum { STEP_NONE, STEP_R2_VOUT, STEP_R2_OIN, STEP_R4_IN };
 
 static void fuse_linear(rb_fused *f, float *W, int rows, int cols, const float *g, int in_r1, int out_r1, int step,
-                        int layer) {
+                        int layer, const rb_ruq_site *rq) {
     const rb_rotset *rs = f->rs;
     const rb_llama_config *c = &f->cfg;
     size_t n = (size_t)rows * cols;
@@ -126,6 +142,8 @@ static void fuse_linear(rb_fused *f, float *W, int rows, int cols, const float *
         }
     }
     if (f->has_r4 && step == STEP_R4_IN) rb_had_apply_rows_d(&f->r4, A, (size_t)rows);
+    /* Last, as online: the activation reaching the linear went through every transform above first. */
+    if (rq) rb_ruq_apply_weight_d(rq, A, (size_t)rows, f->wb);
     to_float(W, A, n);
 }
 
@@ -135,13 +153,14 @@ static int fused_load_layer(void *ctx, int l, rb_layer_weights *w, rb_error *err
     int rc = f->base.load_layer(f->base.ctx, l, w, err);
     if (rc) return rc;
     int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    fuse_linear(f, w->wq, qd, c->dim, w->rms_att, 1, 0, STEP_NONE, l);
-    fuse_linear(f, w->wk, kvd, c->dim, w->rms_att, 1, 0, STEP_NONE, l);
-    fuse_linear(f, w->wv, kvd, c->dim, w->rms_att, 1, 0, STEP_R2_VOUT, l);
-    fuse_linear(f, w->wo, c->dim, qd, NULL, 0, 1, STEP_R2_OIN, l);
-    fuse_linear(f, w->w_gate, c->hidden_dim, c->dim, w->rms_ffn, 1, 0, STEP_NONE, l);
-    fuse_linear(f, w->w_up, c->hidden_dim, c->dim, w->rms_ffn, 1, 0, STEP_NONE, l);
-    fuse_linear(f, w->w_down, c->dim, c->hidden_dim, NULL, 0, 1, STEP_R4_IN, l);
+    const rb_ruq_site *qkv = ruq_at(f, l, RB_RUQ_QKV), *fc1 = ruq_at(f, l, RB_RUQ_FC1);
+    fuse_linear(f, w->wq, qd, c->dim, w->rms_att, 1, 0, STEP_NONE, l, qkv);
+    fuse_linear(f, w->wk, kvd, c->dim, w->rms_att, 1, 0, STEP_NONE, l, qkv);
+    fuse_linear(f, w->wv, kvd, c->dim, w->rms_att, 1, 0, STEP_R2_VOUT, l, qkv);
+    fuse_linear(f, w->wo, c->dim, qd, NULL, 0, 1, STEP_R2_OIN, l, ruq_at(f, l, RB_RUQ_OUT));
+    fuse_linear(f, w->w_gate, c->hidden_dim, c->dim, w->rms_ffn, 1, 0, STEP_NONE, l, fc1);
+    fuse_linear(f, w->w_up, c->hidden_dim, c->dim, w->rms_ffn, 1, 0, STEP_NONE, l, fc1);
+    fuse_linear(f, w->w_down, c->dim, c->hidden_dim, NULL, 0, 1, STEP_R4_IN, l, ruq_at(f, l, RB_RUQ_DOWN));
     for (int j = 0; j < c->dim; j++) w->rms_att[j] = w->rms_ffn[j] = 1.0f;
     return 0;
 }
@@ -254,6 +273,36 @@ int rb_hook_had_cross(void *ctx, const rb_site_info *in, float *x, rb_error *err
     return rc ? rb_error_set(err, RB_ENOMEM, "cross-head: out of memory") : 0;
 }
 
+/* RUQuant site index of a forward site, or -1. */
+static int ruq_site_of(int site) {
+    switch (site) {
+    case RB_SITE_ATTN_IN: return RB_RUQ_QKV;
+    case RB_SITE_O_IN: return RB_RUQ_OUT;
+    case RB_SITE_MLP_IN: return RB_RUQ_FC1;
+    case RB_SITE_DOWN_IN: return RB_RUQ_DOWN;
+    default: return -1;
+    }
+}
+
+int rb_hook_ruq(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
+    rb_fused *f = ctx;
+    int k = ruq_site_of(in->site);
+    RB_ASSERT(k >= 0 && in->layer >= 0 && (!f->rs || in->layer < f->rs->n_layers));
+    const rb_ruq_site *q = ruq_at(f, in->layer, k);
+    if (!q) return 0;
+    RB_ASSERT(q->n == in->cols);
+    size_t rows = (size_t)in->n_seq * in->seq_len, need = rows * (size_t)in->cols;
+    if (need > f->ruq_cap) {
+        rb_free(f->ruq_tmp);
+        f->ruq_cap = 0;
+        if (!(f->ruq_tmp = rb_alloc(need * sizeof(float))))
+            return rb_error_set(err, RB_ENOMEM, "RUQuant: out of memory for %zu rows of %d", rows, in->cols);
+        f->ruq_cap = need;
+    }
+    rb_ruq_apply_act_f(q, x, rows, f->ruq_tmp);
+    return 0;
+}
+
 void rb_fused_add_online_hooks(rb_fused *f, rb_hooks *hk) {
     if (f->has_ch) rb_hooks_add(hk, RB_SITE_O_IN, rb_hook_had_cross, &f->ch);
     if (f->has_r3) {
@@ -261,4 +310,10 @@ void rb_fused_add_online_hooks(rb_fused *f, rb_hooks *hk) {
         rb_hooks_add(hk, RB_SITE_K, rb_hook_had_heads, &f->r3);
     }
     if (f->has_r4) rb_hooks_add(hk, RB_SITE_DOWN_IN, rb_hook_had_rows, &f->r4);
+    /* After the Hadamards: the RUQuant transforms were fitted on (and fused after) them. Added
+     * whenever the set can hold RUQuant transforms, since calibration fills it afterwards. */
+    if (f->rs && f->rs->ruq) {
+        static const int sites[RB_RUQ_NSITES] = {RB_SITE_ATTN_IN, RB_SITE_O_IN, RB_SITE_MLP_IN, RB_SITE_DOWN_IN};
+        for (int k = 0; k < RB_RUQ_NSITES; k++) rb_hooks_add(hk, sites[k], rb_hook_ruq, f);
+    }
 }

@@ -5,7 +5,10 @@
  *   fuse     R1 into embeddings, q/k/v/gate/up/lm_head inputs and o/down outputs; R2 per layer on
  *            the V outputs and o_proj inputs per head; R4 into down_proj's input side;
  *   online   R3 (Q and K after RoPE, per head), R4 (down_proj input) and QuaRot's cross-head
- *            Hadamard (o_proj input) as forward hooks.
+ *            Hadamard (o_proj input) as forward hooks;
+ *   RUQuant  per layer and linear input (rb_ruquant.h): x ← (x/s)·A online at attn_in, o_in,
+ *            mlp_in, down_in (after the transforms above), W ← W·diag(s)·A on the input side of
+ *            q/k/v, o, gate/up, down (after R1/R2/cross-head/R4, in double).
  * All algebra in double, cast to fp32 at the end. Layers are fused when loaded (one at a time);
  * the rotated embedding matrix is built once on first use and kept. */
 #ifndef RB_FUSE_H
@@ -24,10 +27,15 @@ typedef struct rb_fused {
     int has_r3, has_r4, has_ch;
     float *emb;           /* [vocab][dim] prepared + rotated embedding, built lazily */
     double *wa, *wb;      /* [max matrix elements] double work buffers */
+    float *ruq_tmp;       /* [ruq_cap] scratch of the RUQuant hook (grown on demand) */
+    size_t ruq_cap;
 } rb_fused;
 
 /* Wraps `base` (not owned, must outlive f) for config c and rotation set rs (not owned; NULL =
- * preparation only). Builds the R3/R4 Hadamards when enabled; their errors name the options. */
+ * preparation only). Builds the R3/R4 Hadamards when enabled; their errors name the options.
+ * RUQuant transforms present in rs are checked against the model's widths (RB_EINVAL naming the
+ * layer and site). rs is read again at every layer load and hook call: RUQuant sites may be added
+ * to it afterwards (calibration fits them layer by layer), each taking effect from then on. */
 int rb_fused_init(rb_fused *f, const rb_weights_src *base, const rb_llama_config *c, const rb_rotset *rs,
                   rb_error *err);
 void rb_fused_free(rb_fused *f);
@@ -42,8 +50,13 @@ int rb_hook_had_rows(void *ctx, const rb_site_info *in, float *x, rb_error *err)
 /* QuaRot's cross-head transform on the o_proj input (ctx: rb_had of order n_heads). */
 int rb_hook_had_cross(void *ctx, const rb_site_info *in, float *x, rb_error *err);
 
-/* Appends the online transforms (R3 at q and k, R4 at down_in) to hk. Must run before any
- * quantization hook at those sites. */
+/* RUQuant's online transform of the site's layer (ctx: rb_fused *; no-op where the set has none).
+ * Errors: RB_ENOMEM (scratch). */
+int rb_hook_ruq(void *ctx, const rb_site_info *in, float *x, rb_error *err);
+
+/* Appends the online transforms (R3 at q and k, R4 at down_in, QuaRot's cross-head at o_in, then
+ * RUQuant's at attn_in, o_in, mlp_in, down_in when rs holds RUQuant transforms) to hk. Must run
+ * before any quantization hook at those sites. */
 void rb_fused_add_online_hooks(rb_fused *f, rb_hooks *hk);
 
 #endif

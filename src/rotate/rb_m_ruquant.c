@@ -1,6 +1,333 @@
-/* ruquant: being implemented (issue 6). */
+/* ruquant: RUQuant stage 1 (METHODS §5.2–5.3). Per decoder layer and linear input (attn_in,
+ * o_in, mlp_in, down_in) a SmoothQuant scaling followed by blockdiag(R_0ᵀ)·P_zigzag·blockdiag(R_1ᵀ)·
+ * (I − 2vvᵀ), fitted in closed form on that site's calibration inputs (rb_ruquant.c), applied
+ * online to the activation and fused into the weights reading it (rb_fuse.c). R1/R2 are the
+ * identity; R3 (per-head Hadamard on Q/K after RoPE) is RUQuant's Q/K Hadamard; R4 is off since
+ * down_in gets its own transform.
+ *
+ * Calibration is layer-major over the prepared model (γ folded, untied; rb_fused on the set being
+ * built, so every site sees the transforms already fitted upstream): for each layer and each of its
+ * four sites in forward order, the stream of calibration hidden states is pushed through the layer
+ * up to the site (a hook collects the site's inputs and stops the layer there), the site is fitted,
+ * and once all four are fitted the stream goes through the whole layer. With calib_quant (default)
+ * and an active quant setting, weights are RTN-quantized with the run's weight spec and activations
+ * and K/V fake-quantized with its a/kv specs upstream of every collected site, as RUQuant does.
+ *
+ * Memory: the stream's hidden states (S·T·dim floats, S = calib_n windows, or 1 with
+ * pseudo_sequence), the collected inputs of one site in double (S·T·width, width up to
+ * max(dim, hidden_dim)) which the fit transforms in place, one layer of weights, and forward scratch
+ * for one sub-batch. With 128×2048 windows of a 7B model (hidden 11008) the site buffer alone is
+ * 23 GB: use pseudo_sequence (RUQuant's own setting, 180 MB) there.
+ *
+ * Stage 2 (fine-tuning the four Householder vectors per layer on the block output MSE with AdamW)
+ * is not implemented: it needs gradients through a decoder layer, which this harness lacks. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rb_file.h"
+#include "core/rb_log.h"
+#include "core/rb_rng.h"
+#include "core/rb_signal.h"
+#include "rotate/rb_fuse.h"
 #include "rotate/rb_method.h"
+#include "rotate/rb_ruquant.h"
 
-static const rb_method_option opts[] = {{NULL, NULL, NULL, NULL}};
+/* Sub-batch rows per forward call (as rb_forward's): enough for sgemm's large-shape rate. */
+#define RUQ_TARGET_ROWS 4096
+/* Upper bounds on the integer options: far beyond RUQuant's settings (K 16, λ 3), low enough that
+ * a typo cannot turn calibration into hours of work. */
+#define RUQ_MAX_STEPS 4096
+#define RUQ_MAX_PERMS 64
 
-const rb_method rb_method_ruquant = {"ruquant", "not implemented (issue 6)", "RUQuant: blockwise Householder+Givens maps toward uniform targets, global Householder", opts, NULL};
+extern const rb_method rb_method_ruquant;
+
+static const rb_method_option opts[] = {
+    {"seed", "key", "0", "root seed; site <site> of layer <l> draws from stream rotation.ruquant.<l>.<site>"},
+    {"r3", "key", "on", "online Hadamard on Q/K after RoPE per head (RUQuant's Q/K Hadamard)"},
+    {"r4", "key", "off", "online Hadamard on the down_proj input (RUQuant transforms down_in itself)"},
+    {"cross_head", "key", "off", "QuaRot's online Hadamard across heads on the o_proj input, before the o_in transform"},
+    {"alpha", "real", "0.6", "SmoothQuant exponent: s_j = max|X_j|^alpha / max_i |W_ij|^(1-alpha), clamped >= 1e-5"},
+    {"block", "int", "128",
+     "block size B of the block-diagonal rotations; a site whose width B does not divide uses the largest "
+     "divisor of its width below B (logged)"},
+    {"steps", "int", "16", "K: Householder steps of get_R (RUQuant max_rotation_step)"},
+    {"perms", "int", "3", "lambda: random permutation + Givens layers after each step (random_permutation_times)"},
+    {"givens", "intended|code", "intended",
+     "2x2 Givens block: intended [[c,-s],[s,c]] maps the pair onto its target; code: the released code's "
+     "[[c,s],[-s,c]], which maps it onto the target's mirror image"},
+    {"pseudo_sequence", "bool", "off",
+     "off: fit on every calibration window; on: RUQuant's code, the windows' embeddings averaged element-wise "
+     "into one sequence that is pushed through the layers"},
+    {"calib_quant", "bool", "on",
+     "calibration stream through RTN-quantized weights and quantized activations/KV of the run's quant "
+     "setting (RUQuant); off: full precision"},
+    {NULL, NULL, NULL, NULL},
+};
+
+static const int fwd_site[RB_RUQ_NSITES] = {RB_SITE_ATTN_IN, RB_SITE_O_IN, RB_SITE_MLP_IN, RB_SITE_DOWN_IN};
+
+/* Width of site k. */
+static int site_width(const rb_llama_config *c, int k) {
+    return k == RB_RUQ_DOWN ? c->hidden_dim : k == RB_RUQ_OUT ? c->n_heads * c->head_dim : c->dim;
+}
+
+/* The weights reading site k: pointers into w and their row counts. Returns how many. */
+static int site_weights(const rb_layer_weights *w, const rb_llama_config *c, int k, float *W[3], int rows[3]) {
+    int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    switch (k) {
+    case RB_RUQ_QKV: W[0] = w->wq, W[1] = w->wk, W[2] = w->wv, rows[0] = qd, rows[1] = rows[2] = kvd; return 3;
+    case RB_RUQ_OUT: W[0] = w->wo, rows[0] = c->dim; return 1;
+    case RB_RUQ_FC1: W[0] = w->w_gate, W[1] = w->w_up, rows[0] = rows[1] = c->hidden_dim; return 2;
+    default: W[0] = w->w_down, rows[0] = c->dim; return 1;
+    }
+}
+
+/* wmax[j] = max |W_ij| over the rows of every weight reading site k (SmoothQuant's weight side,
+ * the matrices concatenated along their outputs). */
+static void weight_colmax(const rb_layer_weights *w, const rb_llama_config *c, int k, double *wmax) {
+    float *W[3];
+    int rows[3], n = site_width(c, k), m = site_weights(w, c, k, W, rows);
+    for (int j = 0; j < n; j++) wmax[j] = 0;
+    for (int i = 0; i < m; i++)
+        for (int r = 0; r < rows[i]; r++)
+            for (int j = 0; j < n; j++) wmax[j] = fmax(wmax[j], fabs((double)W[i][(size_t)r * n + j]));
+}
+
+/* RTN of every linear of the layer with spec s (as rb_qeval's RTN path). */
+static int quantize_weights(rb_layer_weights *w, const rb_llama_config *c, const rb_qspec *s, rb_error *err) {
+    int rc = 0;
+    for (int k = 0; k < RB_RUQ_NSITES && !rc; k++) {
+        float *W[3];
+        int rows[3], m = site_weights(w, c, k, W, rows);
+        for (int i = 0; i < m && !rc; i++) rc = rb_quant_fake(s, W[i], rows[i], site_width(c, k), 0, err);
+    }
+    return rc;
+}
+
+/* Where the collect hook puts a site's inputs. */
+typedef struct collect {
+    double *X; /* [cap][width] */
+    size_t rows, cap;
+    int width;
+} collect;
+
+/* Appends the site's rows (in double) and stops the layer forward there. */
+static int hook_collect(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
+    (void)err;
+    collect *c = ctx;
+    size_t rows = (size_t)in->n_seq * in->seq_len, n = rows * (size_t)in->cols;
+    RB_ASSERT(in->cols == c->width && c->rows + rows <= c->cap);
+    double *d = c->X + c->rows * (size_t)c->width;
+    for (size_t q = 0; q < n; q++) d[q] = x[q];
+    c->rows += rows;
+    return 1;
+}
+
+/* The calibration state. */
+typedef struct calib {
+    const rb_llama_config *c;
+    rb_fused fused;
+    rb_weights_src src;
+    rb_forward fw;
+    rb_layer_weights w;
+    const rb_quant_cfg *q; /* NULL: FP stream */
+    rb_hooks on;           /* online transforms (R3, RUQuant) */
+    float *h;              /* [S][T][dim] stream */
+    float *scratch;        /* [per·T][dim] copy for partial forwards */
+    double *wmax;          /* [max width] */
+    collect col;
+    int S, T, per;
+} calib;
+
+/* Pushes the stream through layer l with hooks hk; with `partial` each sub-batch runs on a copy
+ * (the hooks stop it at a site) and the stream is left unchanged. */
+static int run_layer(calib *st, int l, const rb_hooks *hk, int partial, rb_error *err) {
+    size_t d = (size_t)st->c->dim;
+    for (int s0 = 0; s0 < st->S; s0 += st->per) {
+        int ns = st->S - s0 < st->per ? st->S - s0 : st->per;
+        float *h = st->h + (size_t)s0 * st->T * d;
+        if (partial) {
+            memcpy(st->scratch, h, sizeof(float) * (size_t)ns * st->T * d);
+            h = st->scratch;
+        }
+        int rc = rb_forward_layer(&st->fw, &st->w, l, h, ns, st->T, s0, hk, err);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+/* Layer l's weights through the fused source (with every site fitted so far), then RTN when the
+ * stream is quantized; wmax of site k (k < 0: none) from the FP weights. */
+static int load_layer(calib *st, int l, int k, rb_error *err) {
+    int rc = st->src.load_layer(st->src.ctx, l, &st->w, err);
+    if (rc) return rc;
+    if (k >= 0) weight_colmax(&st->w, st->c, k, st->wmax);
+    if (st->q && st->q->w.bits < RB_QBITS_OFF) rc = quantize_weights(&st->w, st->c, &st->q->w, err);
+    return rc;
+}
+
+/* Online hooks + quantization hooks (+ the collect hook at site k before the quantizer, k ≥ 0). */
+static rb_hooks hooks_for(calib *st, int k) {
+    rb_hooks hk = st->on;
+    if (k >= 0) rb_hooks_add(&hk, fwd_site[k], hook_collect, &st->col);
+    if (st->q)
+        for (int s = 0; s < RB_SITE_COUNT; s++) rb_hooks_add(&hk, s, rb_quant_site_hook, (void *)st->q);
+    return hk;
+}
+
+/* Embeddings of the windows into st->h: all of them, or their element-wise mean (pseudo). */
+static int embed_stream(calib *st, const rb_method_ctx *ctx, int pseudo, rb_error *err) {
+    size_t d = (size_t)st->c->dim, T = (size_t)st->T;
+    if (!pseudo) return st->src.embed(st->src.ctx, ctx->calib, (size_t)st->S * T, st->h, err);
+    double *acc = calloc(T * d, sizeof *acc);
+    float *e = rb_alloc(T * d * sizeof(float));
+    int rc = acc && e ? 0 : rb_error_set(err, RB_ENOMEM, "ruquant: out of memory for the pseudo-sequence");
+    for (int i = 0; i < ctx->calib_n && !rc; i++) {
+        if ((rc = st->src.embed(st->src.ctx, ctx->calib + (size_t)i * T, T, e, err))) break;
+        for (size_t q = 0; q < T * d; q++) acc[q] += e[q];
+    }
+    for (size_t q = 0; q < T * d && !rc; q++) st->h[q] = (float)(acc[q] / ctx->calib_n);
+    free(acc);
+    rb_free(e);
+    return rc;
+}
+
+static void calib_free(calib *st) {
+    rb_fused_free(&st->fused);
+    rb_forward_free(&st->fw);
+    rb_layer_weights_free(&st->w);
+    rb_free(st->h);
+    rb_free(st->scratch);
+    free(st->wmax);
+    rb_free(st->col.X);
+}
+
+typedef struct ruq_opts {
+    rb_ruq_fit_opts fit; /* block = the option; per site it becomes rb_ruq_block_for(width, block) */
+    int pseudo, calib_quant;
+} ruq_opts;
+
+static int read_opts(const rb_method_ctx *ctx, ruq_opts *o, rb_error *err) {
+    const rb_method *m = &rb_method_ruquant;
+    int rc, givens;
+    if ((rc = rb_method_opt_real(ctx, m, "alpha", 0.0, 1.0, &o->fit.alpha, err)) ||
+        (rc = rb_method_opt_int(ctx, m, "block", 1, 1 << 20, &o->fit.block, err)) ||
+        (rc = rb_method_opt_int(ctx, m, "steps", 0, RUQ_MAX_STEPS, &o->fit.steps, err)) ||
+        (rc = rb_method_opt_int(ctx, m, "perms", 0, RUQ_MAX_PERMS, &o->fit.perms, err)) ||
+        (rc = rb_method_opt_enum(ctx, m, "givens", &givens, err)) ||
+        (rc = rb_method_opt_bool(ctx, m, "pseudo_sequence", &o->pseudo, err)) ||
+        (rc = rb_method_opt_bool(ctx, m, "calib_quant", &o->calib_quant, err)))
+        return rc;
+    o->fit.code_givens = givens == 1;
+    return 0;
+}
+
+/* Fits the four sites of layer l, then pushes the stream through it. */
+static int calibrate_layer(calib *st, int l, const ruq_opts *o, uint64_t seed, rb_rotset *out, rb_trace_table *tt,
+                           rb_error *err) {
+    for (int k = 0; k < RB_RUQ_NSITES; k++) {
+        double t0 = rb_now();
+        int rc = load_layer(st, l, k, err);
+        if (rc) return rc;
+        st->col.rows = 0;
+        st->col.width = site_width(st->c, k);
+        rb_hooks hk = hooks_for(st, k);
+        if ((rc = run_layer(st, l, &hk, 1, err))) return rc;
+        RB_ASSERT(st->col.rows == (size_t)st->S * st->T);
+        rb_ruq_fit_opts fo = o->fit;
+        fo.block = rb_ruq_block_for(st->col.width, o->fit.block);
+        char name[96];
+        snprintf(name, sizeof name, "rotation.ruquant.%d.%s", l, rb_ruq_site_name(k));
+        rb_rng rng;
+        rb_rng_seed(&rng, seed, name);
+        rb_ruq_fit_info fi;
+        if ((rc = rb_ruq_fit_site(st->col.X, st->col.rows, st->col.width, st->wmax, &fo, &rng, &out->ruq[l][k], &fi,
+                                  err)))
+            return rb_error_prefix(err, "ruquant: layer %d, %s", l, rb_ruq_site_name(k));
+        double row[] = {l,           k,          st->col.width,       fo.block,         (double)st->col.rows,
+                        fi.applied0, fi.applied1, fi.global,          fi.max_abs_smoothed, fi.max_abs_out,
+                        out->ruq[l][k]->orth_err, rb_now() - t0};
+        if ((rc = rb_trace_row(tt, row, err))) return rc;
+    }
+    int rc = load_layer(st, l, -1, err);
+    if (!rc) {
+        rb_hooks hk = hooks_for(st, -1);
+        rc = run_layer(st, l, &hk, 0, err);
+    }
+    return rc;
+}
+
+static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
+    const rb_llama_config *c = ctx->cfg;
+    ruq_opts o;
+    int rc = read_opts(ctx, &o, err);
+    if (rc) return rc;
+    if (!ctx->calib || ctx->calib_n < 1 || ctx->calib_T < 1)
+        return rb_error_set(err, RB_EINVAL, "ruquant: needs calibration windows (data.calib / --calib)");
+    if ((rc = rb_method_init_set(ctx, "ruquant", 1, 0, out, err)) || (rc = rb_rotset_ruq_alloc(out, err))) return rc;
+    out->cross_head = ctx->cross_head > 0; /* the o_in transform is then fitted on top of it */
+    for (int k = 0; k < RB_RUQ_NSITES; k++) {
+        int w = site_width(c, k), b = rb_ruq_block_for(w, o.fit.block);
+        if (b != o.fit.block)
+            rb_info("ruquant: %s width %d: block %d (the largest divisor of the width <= %d)", rb_ruq_site_name(k), w, b,
+                    o.fit.block);
+    }
+    calib st = {.c = c, .S = o.pseudo ? 1 : ctx->calib_n, .T = ctx->calib_T};
+    st.q = o.calib_quant && rb_quant_cfg_active(ctx->quant) ? ctx->quant : NULL;
+    st.per = RUQ_TARGET_ROWS / st.T > 0 ? RUQ_TARGET_ROWS / st.T : 1;
+    if (st.per > st.S) st.per = st.S;
+    int widest = c->dim;
+    for (int k = 0; k < RB_RUQ_NSITES; k++) widest = site_width(c, k) > widest ? site_width(c, k) : widest;
+    size_t rows = (size_t)st.S * st.T, d = (size_t)c->dim;
+    rb_info("ruquant: %d calibration sequence%s of %d tokens (%s), stream %s; holds %.1f MiB (hidden states %.1f, "
+            "site inputs %.1f)",
+            st.S, st.S > 1 ? "s" : "", st.T, o.pseudo ? "pseudo-sequence: mean of the windows" : "all windows",
+            st.q ? st.q->name : "full precision", (rows * d * 4.0 + rows * widest * 8.0) / 1048576.0,
+            rows * d * 4.0 / 1048576.0, rows * widest * 8.0 / 1048576.0);
+    rb_trace_table *tt = NULL;
+    if ((rc = rb_trace_table_new(ctx->trace, "ruquant",
+                                 "layer,site,width,block,rows,steps_r0,steps_r1,global_householder,max_abs_smoothed,"
+                                 "max_abs_out,orth_error,seconds",
+                                 &tt, err)))
+        return rc;
+    if ((rc = rb_fused_init(&st.fused, ctx->src, c, out, err))) return rc;
+    st.src = rb_fused_src(&st.fused);
+    rb_hooks_init(&st.on);
+    rb_fused_add_online_hooks(&st.fused, &st.on);
+    st.col.cap = rows;
+    st.h = rb_alloc(rows * d * sizeof(float));
+    st.scratch = rb_alloc((size_t)st.per * st.T * d * sizeof(float));
+    st.wmax = malloc(sizeof(double) * (size_t)widest);
+    st.col.X = rb_alloc(rows * (size_t)widest * sizeof(double));
+    if (!st.h || !st.scratch || !st.wmax || !st.col.X) {
+        rc = rb_error_set(err, RB_ENOMEM, "ruquant: out of memory for %zu calibration rows", rows);
+        goto done;
+    }
+    if ((rc = rb_forward_init(&st.fw, c, st.T, st.per * st.T, err)) || (rc = rb_layer_weights_init(&st.w, c, err)) ||
+        (rc = embed_stream(&st, ctx, o.pseudo, err)))
+        goto done;
+    rb_progress prog;
+    rb_progress_init(&prog, "ruquant layers", c->n_layers);
+    for (int l = 0; l < c->n_layers && !rc; l++) {
+        rc = calibrate_layer(&st, l, &o, ctx->seed, out, tt, err);
+        rb_progress_step(&prog, 1);
+        if (!rc && rb_interrupted())
+            rc = rb_error_set(err, RB_EINTERRUPTED, "ruquant: interrupted after layer %d of %d", l + 1, c->n_layers);
+    }
+    if (!rc) rb_progress_done(&prog);
+done:
+    calib_free(&st);
+    return rc;
+}
+
+const rb_method rb_method_ruquant = {
+    "ruquant",
+    "stage 1 done; stage 2 (Householder fine-tuning on block output MSE) not implemented: needs gradients through a "
+    "decoder layer",
+    "RUQuant stage 1: per layer and linear input, SmoothQuant scaling and block Householder+Givens maps toward "
+    "uniform targets (zig-zag permutation between two block rotations, one global Householder), online; Hadamard "
+    "on Q/K. Stage 2 (Householder fine-tuning on block output MSE) not implemented: needs gradients through a "
+    "decoder layer",
+    opts, calibrate};

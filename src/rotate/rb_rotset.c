@@ -42,7 +42,19 @@ void rb_rotset_free(rb_rotset *s) {
     if (s->r2)
         for (int l = 0; l < s->n_layers; l++) rb_rot_free(s->r2[l]);
     free(s->r2);
+    if (s->ruq)
+        for (int l = 0; l < s->n_layers; l++)
+            for (int k = 0; k < RB_RUQ_NSITES; k++) rb_ruq_site_free(s->ruq[l][k]);
+    free(s->ruq);
     memset(s, 0, sizeof *s);
+}
+
+int rb_rotset_ruq_alloc(rb_rotset *s, rb_error *err) {
+    if (s->ruq) return 0;
+    if (s->n_layers < 1) return rb_error_set(err, RB_EINVAL, "rotation set: RUQuant transforms need at least one layer");
+    if (!(s->ruq = calloc((size_t)s->n_layers, sizeof *s->ruq)))
+        return rb_error_set(err, RB_ENOMEM, "rotation set: out of memory (%d layers)", s->n_layers);
+    return 0;
 }
 
 void rb_rot_free(rb_rot *r) {
@@ -143,5 +155,12 @@ double rb_rotset_orth_err(const rb_rotset *s) {
         if (isnan(e)) return e;
         if (e > worst) worst = e;
     }
+    for (int l = 0; s->ruq && l < s->n_layers; l++)
+        for (int k = 0; k < RB_RUQ_NSITES; k++) {
+            if (!s->ruq[l][k]) continue;
+            double e = rb_ruq_site_orth_err(s->ruq[l][k]);
+            if (isnan(e)) return e;
+            if (e > worst) worst = e;
+        }
     return worst;
 }

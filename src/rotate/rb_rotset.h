@@ -8,6 +8,9 @@
  *                        (Wo[:,h] ← Wo[:,h]·R2); one per layer, shared by all heads (GQA-consistent)
  *   R3 (online)          Hadamard of order head_dim on Q and K after RoPE, per head
  *   R4 (online + fused)  Hadamard of order hidden_dim on the down_proj input; Wdown ← Wdown·H
+ *   RUQuant (online + fused, per layer and linear input; rb_ruquant.h): x ← (x/s)·A at attn_in,
+ *                        o_in, mlp_in and down_in, the weights reading it W ← W·diag(s)·A; applied
+ *                        after every transform above at the same site
  * A NULL matrix is the identity. Every matrix produced is checked orthogonal (RB_ROT_ORTH_TOL). */
 #ifndef RB_ROTSET_H
 #define RB_ROTSET_H
@@ -16,6 +19,7 @@
 
 #include "core/rb_error.h"
 #include "rotate/rb_hadamard.h"
+#include "rotate/rb_ruquant.h"
 
 /* Largest ‖RᵀR − I‖_max accepted for a rotation built in double (issue requirement 1e-10). */
 #define RB_ROT_ORTH_TOL 1e-10
@@ -41,12 +45,17 @@ typedef struct rb_rotset {
     int emb_center; /* subtract each embedding row's mean before R1 (QuaRot/SpinQuant; not exact) */
     int cross_head; /* QuaRot: online Hadamard across heads on the o_proj input, with W_o ← W_o·(H_nh ⊗ I)
                        on top of the per-head R2 (so W_o sees the full H_nh ⊗ H_dh) */
+    rb_ruq_site *(*ruq)[RB_RUQ_NSITES]; /* [n_layers][RB_RUQ_NSITES] RUQuant site transforms (owned),
+                       entries NULL = none; the array itself NULL = none. Widths: dim (attn_in,
+                       mlp_in), n_heads·head_dim (o_in), hidden_dim (down_in) */
 } rb_rotset;
 
 /* Empty set (all identity, R3/R4 off) for the given shapes. */
 int rb_rotset_init(rb_rotset *s, const char *method, int dim, int head_dim, int hidden_dim, int n_layers,
                    rb_error *err);
 void rb_rotset_free(rb_rotset *s);
+/* Allocates s->ruq (all entries NULL) when absent. Errors: RB_EINVAL (no layers), RB_ENOMEM. */
+int rb_rotset_ruq_alloc(rb_rotset *s, rb_error *err);
 
 /* Dense rotation of order n from R (copied), orthogonality checked against RB_ROT_ORTH_TOL. */
 int rb_rot_from_dense(const double *R, int n, rb_rot **out, rb_error *err);
@@ -54,14 +63,15 @@ int rb_rot_from_dense(const double *R, int n, rb_rot **out, rb_error *err);
 int rb_rot_from_hadamard(int n, const int8_t *signs, rb_rot **out, rb_error *err);
 void rb_rot_free(rb_rot *r);
 
-/* Largest orthogonality error over every matrix of the set. */
+/* Largest orthogonality error over every matrix of the set (RUQuant sites included). */
 double rb_rotset_orth_err(const rb_rotset *s);
 
 /* Saves to / loads from an HDF5 file: attrs method, seed, dims, r3, r4, emb_center,
  * max_orth_error; groups /r1 and /r2/<layer> holding either a float64 dataset "R" [n][n]
  * (dense) or an int8 dataset "signs" [n] (Hadamard recipe), each with attr orth_error; optional
- * attr cross_head (absent = 0). Loading
- * validates every shape against the file's dims and rechecks orthogonality. */
+ * attr cross_head (absent = 0); optional group /ruquant/<layer>/<site> per RUQuant site transform
+ * (absent = none; layout in rb_rotset_io.c). Loading validates every shape against the file's dims
+ * and rechecks orthogonality. */
 int rb_rotset_save(const rb_rotset *s, const char *path, rb_error *err);
 /* The same layout written into / read from an open HDF5 location (hid_t as int64_t: file root or
  * group) of a larger file; `path` names it in messages. Used by the results file (/rotations). */

@@ -7,6 +7,13 @@
  *   /r2/<l>      for each layer l whose R2 is not the identity (decimal, no leading zeros)
  * each rotation group holding attrs kind ("dense" | "hadamard"), n (int32), orth_error (float64)
  * and either a float64 dataset R [n][n] or an int8 dataset signs [n].
+ *   /ruquant/<l>/<site>   RUQuant transform of layer l (decimal as above) at site attn_in | o_in |
+ *                mlp_in | down_in (rb_ruquant.h), when any exists: attrs n, block (int32),
+ *                orth_error (float64); datasets scale float64 [n], blk0 float64 [block][block],
+ *                perm int32 [n], blk1 float64 [block][block], householder float64 [n] (zeros =
+ *                identity). n must be dim (attn_in, mlp_in), hidden_dim (down_in) or a multiple of
+ *                head_dim (o_in: n_heads·head_dim, checked against the model when fused). Files
+ *                without /ruquant (every file before it existed) load with no RUQuant transform.
  *
  * Loading trusts nothing: every attribute's class, size and extent and every dataset's class,
  * rank and shape are checked before reading, so a foreign or damaged file yields one error line. */
@@ -127,14 +134,87 @@ static int check_rot(const rb_rot *r, const char *path, const char *obj, int ord
     return 0;
 }
 
-/* Attributes, /r1 and /r2/<l> of s into the HDF5 location loc (a file root or a group); `path`
- * names it in messages. Checks every rotation first. */
+/* Width a RUQuant site of set s must have: *n (> 0), or 0 with *mult = head_dim for o_in. */
+static int ruq_width(const rb_rotset *s, int k, const char **dimname, int *mult) {
+    *mult = 0;
+    *dimname = k == RB_RUQ_DOWN ? "hidden_dim" : "dim";
+    if (k == RB_RUQ_DOWN) return s->hidden_dim;
+    if (k != RB_RUQ_OUT) return s->dim;
+    *dimname = "head_dim";
+    *mult = s->head_dim;
+    return 0;
+}
+
+/* Checks a RUQuant site of s before anything is written; *orth_err as check_rot's. */
+static int check_ruq(const rb_rotset *s, const rb_ruq_site *q, int k, const char *path, const char *obj,
+                     double *orth_err, rb_error *err) {
+    const char *dn;
+    int mult, want = ruq_width(s, k, &dn, &mult);
+    if (want ? q->n != want : q->n % mult)
+        return rb_error_set(err, RB_EINVAL, want ? "%s: %s: width %d does not match %s %d"
+                                                 : "%s: %s: width %d is not a multiple of %s %d",
+                            path, obj, q->n, dn, want ? want : mult);
+    if (!q->scale || !q->blk0 || !q->perm || !q->blk1 || !q->hh)
+        return rb_error_set(err, RB_EINVAL, "%s: %s: transform not materialized", path, obj);
+    rb_error e;
+    int rc = rb_ruq_site_validate(q, orth_err, &e);
+    return rc ? rb_error_set(err, rc, "%s: %s: %s", path, obj, e.msg) : 0;
+}
+
+/* Group `name` under parent holding RUQuant site q with its measured orthogonality error. */
+static int put_ruq(hid_t parent, const char *name, const rb_ruq_site *q, double orth_err) {
+    hid_t g = H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) return -1;
+    hsize_t dn[1] = {(hsize_t)q->n}, db[2] = {(hsize_t)q->block, (hsize_t)q->block};
+    int rc = put_i32(g, "n", q->n);
+    if (!rc) rc = put_i32(g, "block", q->block);
+    if (!rc) rc = put_f64(g, "orth_error", orth_err);
+    if (!rc) rc = put_dataset(g, "scale", 1, dn, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->scale);
+    if (!rc) rc = put_dataset(g, "blk0", 2, db, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->blk0);
+    if (!rc) rc = put_dataset(g, "perm", 1, dn, H5T_STD_I32LE, H5T_NATIVE_INT32, q->perm);
+    if (!rc) rc = put_dataset(g, "blk1", 2, db, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->blk1);
+    if (!rc) rc = put_dataset(g, "householder", 1, dn, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->hh);
+    H5Gclose(g);
+    return rc;
+}
+
+/* /ruquant of s into loc (sites already checked). */
+static int write_ruq(hid_t loc, const rb_rotset *s, const double *oe, const char *path, rb_error *err) {
+    hid_t g = -1, gl = -1;
+    char d[256], name[ROTSET_NAME_MAX];
+    int rc = 0;
+    for (int l = 0; l < s->n_layers && !rc; l++) {
+        for (int k = 0; k < RB_RUQ_NSITES && !rc; k++) {
+            const rb_ruq_site *q = s->ruq[l][k];
+            if (!q) continue;
+            if (g < 0 && (g = H5Gcreate2(loc, "ruquant", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+                rc = rb_error_set(err, RB_EIO, "%s: creating /ruquant failed: %s", path, rb_h5_last_error(d, sizeof d));
+                break;
+            }
+            snprintf(name, sizeof name, "%d", l);
+            if (gl < 0 && (gl = H5Gcreate2(g, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+                rc = rb_error_set(err, RB_EIO, "%s: creating /ruquant/%d failed: %s", path, l,
+                                  rb_h5_last_error(d, sizeof d));
+                break;
+            }
+            if (put_ruq(gl, rb_ruq_site_name(k), q, oe[l * RB_RUQ_NSITES + k]))
+                rc = rb_error_set(err, RB_EIO, "%s: writing /ruquant/%d/%s failed: %s", path, l, rb_ruq_site_name(k),
+                                  rb_h5_last_error(d, sizeof d));
+        }
+        rb_h5_close(&gl);
+    }
+    rb_h5_close(&g);
+    return rc;
+}
+
+/* Attributes, /r1, /r2/<l> and /ruquant of s into the HDF5 location loc (a file root or a group);
+ * `path` names it in messages. Checks every rotation first. */
 int rb_rotset_write_loc(int64_t loc, const rb_rotset *s, const char *path, rb_error *err) {
     hid_t f = (hid_t)loc, g2 = -1;
     char d[256];
     /* Measure everything first: max_orth_error is a root attribute. */
     int count = s->r2 ? s->n_layers : 0;
-    double *oe = calloc((size_t)count + 1, sizeof *oe), worst = 0;
+    double *oe = calloc((size_t)count + 1, sizeof *oe), *oq = NULL, worst = 0;
     if (!oe) return rb_error_set(err, RB_ENOMEM, "%s: out of memory", path);
     char obj[64];
     int rc = 0;
@@ -149,6 +229,25 @@ int rb_rotset_write_loc(int64_t loc, const rb_rotset *s, const char *path, rb_er
         if (!rc && oe[l + 1] > worst) worst = oe[l + 1];
     }
     if (rc) goto out;
+    if (s->ruq) {
+        if (s->n_layers < 1) {
+            rc = rb_error_set(err, RB_EINVAL, "%s: RUQuant transforms in a set of %d layers", path, s->n_layers);
+            goto out;
+        }
+        if (!(oq = calloc((size_t)s->n_layers * RB_RUQ_NSITES, sizeof *oq))) {
+            rc = rb_error_set(err, RB_ENOMEM, "%s: out of memory", path);
+            goto out;
+        }
+        for (int l = 0; l < s->n_layers && !rc; l++)
+            for (int k = 0; k < RB_RUQ_NSITES && !rc; k++) {
+                const rb_ruq_site *q = s->ruq[l][k];
+                if (!q) continue;
+                snprintf(obj, sizeof obj, "/ruquant/%d/%s", l, rb_ruq_site_name(k));
+                double *e = &oq[l * RB_RUQ_NSITES + k];
+                if (!(rc = check_ruq(s, q, k, path, obj, e, err)) && *e > worst) worst = *e;
+            }
+        if (rc) goto out;
+    }
     int r3 = s->r3 != 0, r4 = s->r4 != 0, emb = s->emb_center != 0;
     if (put_str(f, "method", s->method) || put_str(f, "rotbench_version", RB_VERSION) ||
         put_attr(f, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->seed) || put_i32(f, "dim", s->dim) ||
@@ -176,9 +275,11 @@ int rb_rotset_write_loc(int64_t loc, const rb_rotset *s, const char *path, rb_er
             goto out;
         }
     }
+    if (s->ruq) rc = write_ruq(f, s, oq, path, err);
 out:
     rb_h5_close(&g2);
     free(oe);
+    free(oq);
     return rc;
 }
 
@@ -371,6 +472,9 @@ static int parse_layer(const char *name, int n_layers) {
     return (int)v;
 }
 
+static int load_r2(rb_h5_reader *L, hid_t f, rb_rotset *s);
+static int load_ruq(rb_h5_reader *L, hid_t f, rb_rotset *s);
+
 /* Everything after the file is open; fills s (already zeroed) and leaves cleanup to the caller. */
 static int load_open(rb_h5_reader *L, hid_t f, rb_rotset *s) {
     char method[sizeof s->method], version[64];
@@ -410,6 +514,15 @@ static int load_open(rb_h5_reader *L, hid_t f, rb_rotset *s) {
         rb_h5_close(&g);
         if (rc) return rc;
     }
+    if ((rc = load_r2(L, f, s))) return rc;
+    return load_ruq(L, f, s);
+}
+
+/* /r2/<l> of f into s (initialized with the file's shapes). */
+static int load_r2(rb_h5_reader *L, hid_t f, rb_rotset *s) {
+    int n_layers = s->n_layers, head_dim = s->head_dim, rc = 0;
+    hid_t g = -1;
+    htri_t has;
     if ((has = H5Lexists(f, "r2", H5P_DEFAULT)) < 0)
         return rb_h5_fail(L, RB_EFORMAT, "/", "cannot list members: %s", rb_h5_detail(L));
     if (!has) return 0;
@@ -443,6 +556,109 @@ static int load_open(rb_h5_reader *L, hid_t f, rb_rotset *s) {
         H5Gclose(gl);
     }
 out:
+    rb_h5_close(&g);
+    return rc;
+}
+
+/* Names of the members of group g (object name gname), one at a time: *name gets member i.
+ * Returns 0, or an error naming gname; a name longer than cap − 1 reads as "...". */
+static int member_name(rb_h5_reader *L, hid_t g, const char *gname, hsize_t i, char *name, size_t cap) {
+    ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, cap, H5P_DEFAULT);
+    if (len < 0) return rb_h5_fail(L, RB_EFORMAT, gname, "cannot list members: %s", rb_h5_detail(L));
+    if ((size_t)len >= cap) snprintf(name, cap, "...");
+    return 0;
+}
+
+/* One dataset of a RUQuant site group: class want/esize, rank 1 [n] or rank 2 [n][n], read as mtype
+ * into buf. */
+static int read_ruq_data(rb_h5_reader *L, hid_t g, const char *gname, const char *name, H5T_class_t want,
+                         size_t esize, int rank, int n, const char *dimname, hid_t mtype, void *buf) {
+    char obj[ROTSET_NAME_MAX * 2 + 32];
+    snprintf(obj, sizeof obj, "%s/%s", gname, name);
+    htri_t has = H5Lexists(g, name, H5P_DEFAULT);
+    if (has < 0) return rb_h5_fail(L, RB_EFORMAT, gname, "cannot list members: %s", rb_h5_detail(L));
+    if (!has) return rb_h5_fail(L, RB_EFORMAT, obj, "dataset missing");
+    hid_t d;
+    int rc = dataset_open(L, g, obj, name, want, esize, rank, n, dimname, &d);
+    if (rc) return rc;
+    if (H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+        rc = rb_h5_fail(L, RB_EFORMAT, obj, "cannot read: %s", rb_h5_detail(L));
+    H5Dclose(d);
+    return rc;
+}
+
+/* RUQuant site group g (object name gname) of site k into *out, validated against s's shapes. */
+static int read_ruq_site(rb_h5_reader *L, hid_t g, const char *gname, const rb_rotset *s, int k, rb_ruq_site **out) {
+    *out = NULL;
+    int n, block;
+    double stored_err;
+    int rc = rb_h5_get_i32(L, g, gname, "n", 1, ROTSET_MAX_ORDER, &n);
+    if (!rc) rc = rb_h5_get_i32(L, g, gname, "block", 1, ROTSET_MAX_ORDER, &block);
+    if (!rc) rc = get_err_value(L, g, gname, "orth_error", &stored_err);
+    if (rc) return rc;
+    const char *dn;
+    int mult, want = ruq_width(s, k, &dn, &mult);
+    if (want && n != want) return rb_h5_fail(L, RB_EFORMAT, gname, "n = %d does not match %s %d", n, dn, want);
+    if (!want && n % mult) return rb_h5_fail(L, RB_EFORMAT, gname, "n = %d is not a multiple of %s %d", n, dn, mult);
+    if (block > n || n % block) return rb_h5_fail(L, RB_EFORMAT, gname, "block %d does not divide n = %d", block, n);
+    rb_error e;
+    rb_ruq_site *q;
+    if ((rc = rb_ruq_site_alloc(n, block, &q, &e))) return rb_h5_fail(L, rc, gname, "%s", e.msg);
+    if (!(rc = read_ruq_data(L, g, gname, "scale", H5T_FLOAT, 8, 1, n, "n", H5T_NATIVE_DOUBLE, q->scale)) &&
+        !(rc = read_ruq_data(L, g, gname, "blk0", H5T_FLOAT, 8, 2, block, "block", H5T_NATIVE_DOUBLE, q->blk0)) &&
+        !(rc = read_ruq_data(L, g, gname, "perm", H5T_INTEGER, 4, 1, n, "n", H5T_NATIVE_INT32, q->perm)) &&
+        !(rc = read_ruq_data(L, g, gname, "blk1", H5T_FLOAT, 8, 2, block, "block", H5T_NATIVE_DOUBLE, q->blk1)) &&
+        !(rc = read_ruq_data(L, g, gname, "householder", H5T_FLOAT, 8, 1, n, "n", H5T_NATIVE_DOUBLE, q->hh)) &&
+        (rc = rb_ruq_site_check(q, &e)))
+        rc = rb_h5_fail(L, rc == RB_ENOMEM ? rc : RB_EFORMAT, gname, "%s", e.msg);
+    if (rc) rb_ruq_site_free(q);
+    else *out = q;
+    return rc;
+}
+
+/* /ruquant/<l>/<site> of f into s (absent group: no RUQuant transform). */
+static int load_ruq(rb_h5_reader *L, hid_t f, rb_rotset *s) {
+    htri_t has = H5Lexists(f, "ruquant", H5P_DEFAULT);
+    if (has < 0) return rb_h5_fail(L, RB_EFORMAT, "/", "cannot list members: %s", rb_h5_detail(L));
+    if (!has) return 0;
+    hid_t g = H5Gopen2(f, "ruquant", H5P_DEFAULT), gl = -1, gs = -1;
+    if (g < 0) return rb_h5_fail(L, RB_EFORMAT, "/ruquant", "cannot open as a group: %s", rb_h5_detail(L));
+    rb_error e;
+    int rc = rb_rotset_ruq_alloc(s, &e);
+    if (rc) rc = rb_h5_fail(L, rc == RB_ENOMEM ? rc : RB_EFORMAT, "/ruquant", "%s", e.msg);
+    H5G_info_t info = {0}, li = {0};
+    if (!rc && H5Gget_info(g, &info) < 0) rc = rb_h5_fail(L, RB_EFORMAT, "/ruquant", "cannot list members: %s", rb_h5_detail(L));
+    for (hsize_t i = 0; !rc && i < info.nlinks; i++) {
+        char name[ROTSET_NAME_MAX], lname[ROTSET_NAME_MAX + 16], site[ROTSET_NAME_MAX], sname[ROTSET_NAME_MAX * 2 + 16];
+        if ((rc = member_name(L, g, "/ruquant", i, name, sizeof name))) break;
+        int l = parse_layer(name, s->n_layers);
+        if (l < 0) {
+            rc = rb_h5_fail(L, RB_EFORMAT, "/ruquant", "member '%s' is not a layer index in [0, %d)", name, s->n_layers);
+            break;
+        }
+        snprintf(lname, sizeof lname, "/ruquant/%d", l);
+        if ((gl = H5Gopen2(g, name, H5P_DEFAULT)) < 0 || H5Gget_info(gl, &li) < 0) {
+            rc = rb_h5_fail(L, RB_EFORMAT, lname, "cannot open as a group: %s", rb_h5_detail(L));
+            break;
+        }
+        for (hsize_t j = 0; !rc && j < li.nlinks; j++) {
+            if ((rc = member_name(L, gl, lname, j, site, sizeof site))) break;
+            int k = rb_ruq_site_from_name(site);
+            if (k < 0) {
+                rc = rb_h5_fail(L, RB_EFORMAT, lname, "member '%s' is not a site (attn_in, o_in, mlp_in, down_in)", site);
+                break;
+            }
+            snprintf(sname, sizeof sname, "%s/%s", lname, site);
+            if ((gs = H5Gopen2(gl, site, H5P_DEFAULT)) < 0) {
+                rc = rb_h5_fail(L, RB_EFORMAT, sname, "cannot open as a group: %s", rb_h5_detail(L));
+                break;
+            }
+            rc = read_ruq_site(L, gs, sname, s, k, &s->ruq[l][k]);
+            rb_h5_close(&gs);
+        }
+        rb_h5_close(&gl);
+    }
+    rb_h5_close(&gl);
     rb_h5_close(&g);
     return rc;
 }

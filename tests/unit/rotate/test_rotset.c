@@ -24,6 +24,7 @@ enum { DIM = 64, HEAD = 16, HIDDEN = 128, LAYERS = 4 };
 typedef struct fixture {
     char dir[512];
     char good[600]; /* a valid file written by rb_rotset_save */
+    char good_ruq[600]; /* the same set with RUQuant site transforms (make_ruq_set) */
 } fixture;
 
 static void path_in(const fixture *fx, const char *name, char *buf, size_t cap) {
@@ -61,6 +62,58 @@ static void make_set(rb_rotset *s) {
     s->cross_head = 1;
 }
 
+/* A valid RUQuant site of width n, block B: random orthogonal blocks, shuffled permutation, scales
+ * in [0.1, 1.1), a random unit Householder vector (hh) or zero. */
+static rb_ruq_site *make_site(rb_rng *rng, int n, int B, int hh) {
+    rb_ruq_site *q;
+    rb_error err;
+    assert_int_equal(rb_ruq_site_alloc(n, B, &q, &err), 0);
+    assert_int_equal(rb_orth_random(rng, B, q->blk0, &err), 0);
+    assert_int_equal(rb_orth_random(rng, B, q->blk1, &err), 0);
+    int *p = malloc(sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++) p[i] = i;
+    rb_rng_shuffle(rng, p, (size_t)n);
+    double nv = 0;
+    for (int i = 0; i < n; i++) {
+        q->perm[i] = p[i];
+        q->scale[i] = 0.1 + rb_rng_uniform(rng);
+        q->hh[i] = hh ? rb_rng_uniform(rng) - 0.5 : 0;
+        nv += q->hh[i] * q->hh[i];
+    }
+    for (int i = 0; hh && i < n; i++) q->hh[i] /= sqrt(nv);
+    free(p);
+    assert_int_equal(rb_ruq_site_check(q, &err), 0);
+    return q;
+}
+
+/* make_set plus RUQuant sites: layer 0 attn_in (block 64, identity Householder), layer 1 o_in
+ * (block 16), layer 3 down_in (block 32). */
+static void make_ruq_set(rb_rotset *s) {
+    rb_error err;
+    rb_rng rng;
+    rb_rng_seed(&rng, 12, "ruq");
+    make_set(s);
+    assert_int_equal(rb_rotset_ruq_alloc(s, &err), 0);
+    s->ruq[0][RB_RUQ_QKV] = make_site(&rng, DIM, 64, 0);
+    s->ruq[1][RB_RUQ_OUT] = make_site(&rng, DIM, 16, 1);
+    s->ruq[3][RB_RUQ_DOWN] = make_site(&rng, HIDDEN, 32, 1);
+}
+
+static void assert_ruq_equal(const rb_ruq_site *a, const rb_ruq_site *b) {
+    if (!a || !b) {
+        assert_true(!a && !b);
+        return;
+    }
+    assert_true(a->n == b->n && a->block == b->block && a->orth_err == b->orth_err);
+    size_t n = (size_t)a->n, bb = (size_t)a->block * a->block;
+    assert_memory_equal(a->scale, b->scale, n * sizeof(double)); /* bitwise */
+    assert_memory_equal(a->blk0, b->blk0, bb * sizeof(double));
+    assert_memory_equal(a->perm, b->perm, n * sizeof(int32_t));
+    assert_memory_equal(a->blk1, b->blk1, bb * sizeof(double));
+    assert_memory_equal(a->hh, b->hh, n * sizeof(double));
+    assert_memory_equal(a->blk0_f, b->blk0_f, bb * sizeof(float)); /* online copies rebuilt on load */
+}
+
 static void assert_rot_equal(const rb_rot *a, const rb_rot *b) {
     if (!a || !b) {
         assert_true(!a && !b);
@@ -90,6 +143,9 @@ static void assert_set_equal(const rb_rotset *a, const rb_rotset *b) {
     assert_rot_equal(a->r1, b->r1);
     for (int l = 0; l < a->n_layers; l++)
         assert_rot_equal(a->r2 ? a->r2[l] : NULL, b->r2 ? b->r2[l] : NULL);
+    for (int l = 0; l < a->n_layers; l++)
+        for (int k = 0; k < RB_RUQ_NSITES; k++)
+            assert_ruq_equal(a->ruq ? a->ruq[l][k] : NULL, b->ruq ? b->ruq[l][k] : NULL);
 }
 
 static void copy_file(const char *from, const char *to, long limit) {
@@ -143,6 +199,13 @@ static int setup(void **state) {
     rb_error err;
     make_set(&s);
     if (rb_rotset_save(&s, fx->good, &err)) {
+        fprintf(stderr, "# save: %s\n", err.msg);
+        return -1;
+    }
+    rb_rotset_free(&s);
+    path_in(fx, "good_ruq.h5", fx->good_ruq, sizeof fx->good_ruq);
+    make_ruq_set(&s);
+    if (rb_rotset_save(&s, fx->good_ruq, &err)) {
         fprintf(stderr, "# save: %s\n", err.msg);
         return -1;
     }
@@ -751,14 +814,18 @@ static const bad_case bad_cases[] = {
     {"version_float", m_version_float, RB_EFORMAT, "/: attribute 'rotbench_version' is float"},
 };
 
-static void mutate_copy(const fixture *fx, const char *name, mutator fn, char *p, size_t cap) {
+static void mutate_copy_of(const fixture *fx, const char *src, const char *name, mutator fn, char *p, size_t cap) {
     snprintf(p, cap, "%s/%s.h5", fx->dir, name);
-    copy_file(fx->good, p, -1);
+    copy_file(src, p, -1);
     hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
     assert_true(f >= 0);
     fn(f);
     assert_true(H5Fclose(f) >= 0);
     assert_no_open_h5();
+}
+
+static void mutate_copy(const fixture *fx, const char *name, mutator fn, char *p, size_t cap) {
+    mutate_copy_of(fx, fx->good, name, fn, p, cap);
 }
 
 static void test_load_bad_content(void **state) {
@@ -856,6 +923,135 @@ static void test_load_foreign_types(void **state) {
     assert_no_open_h5();
 }
 
+/* ---- RUQuant site transforms ---------------------------------------------------------------- */
+
+/* Round trip with RUQuant sites; files without /ruquant (all older ones) load with none. */
+static void test_roundtrip_ruq(void **state) {
+    fixture *fx = *state;
+    rb_rotset a, b;
+    rb_error err;
+    make_ruq_set(&a);
+    assert_int_equal(rb_rotset_load(fx->good_ruq, &b, &err), 0);
+    assert_no_open_h5();
+    assert_set_equal(&a, &b);
+    assert_true(rb_rotset_orth_err(&b) == rb_rotset_orth_err(&a));
+    assert_true(rb_rotset_orth_err(&a) >= a.ruq[1][RB_RUQ_OUT]->orth_err);
+    rb_rotset_free(&b);
+    rb_rotset_free(&a);
+    hid_t f = H5Fopen(fx->good_ruq, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    assert_true(H5Lexists(f, "/ruquant/1/o_in/perm", H5P_DEFAULT) > 0);
+    assert_true(H5Lexists(f, "/ruquant/0/attn_in/householder", H5P_DEFAULT) > 0);
+    assert_true(H5Lexists(f, "/ruquant/2", H5P_DEFAULT) == 0);
+    assert_true(H5Lexists(f, "/ruquant/3/attn_in", H5P_DEFAULT) == 0);
+    assert_attr_type(f, "/ruquant/3/down_in", "block", H5T_INTEGER, 4);
+    assert_attr_type(f, "/ruquant/3/down_in", "orth_error", H5T_FLOAT, 8);
+    H5Fclose(f);
+    assert_int_equal(rb_rotset_load(fx->good, &b, &err), 0);
+    assert_null(b.ruq);
+    rb_rotset_free(&b);
+    assert_no_open_h5();
+}
+
+static void test_save_refuses_ruq(void **state) {
+    fixture *fx = *state;
+    rb_rotset a;
+    rb_error err;
+    rb_rng rng;
+    rb_rng_seed(&rng, 13, "ruq-refuse");
+    char p[1024];
+    path_in(fx, "refused_ruq.h5", p, sizeof p);
+    make_ruq_set(&a);
+    a.ruq[2][RB_RUQ_FC1] = make_site(&rng, DIM / 2, 8, 1);
+    assert_int_equal(rb_rotset_save(&a, p, &err), RB_EINVAL);
+    assert_non_null(strstr(err.msg, "/ruquant/2/mlp_in: width 32 does not match dim 64"));
+    rb_ruq_site_free(a.ruq[2][RB_RUQ_FC1]);
+    a.ruq[2][RB_RUQ_FC1] = NULL;
+    a.ruq[2][RB_RUQ_OUT] = make_site(&rng, 40, 8, 1);
+    assert_int_equal(rb_rotset_save(&a, p, &err), RB_EINVAL);
+    assert_non_null(strstr(err.msg, "/ruquant/2/o_in: width 40 is not a multiple of head_dim 16"));
+    rb_ruq_site_free(a.ruq[2][RB_RUQ_OUT]);
+    a.ruq[2][RB_RUQ_OUT] = NULL;
+    a.ruq[1][RB_RUQ_OUT]->perm[3] = a.ruq[1][RB_RUQ_OUT]->perm[2];
+    assert_int_equal(rb_rotset_save(&a, p, &err), RB_EINVAL);
+    assert_non_null(strstr(err.msg, "/ruquant/1/o_in: perm: entry 3"));
+    assert_false(rb_path_exists(p));
+    rb_rotset_free(&a);
+    assert_no_open_h5();
+}
+
+static void m_ruq_perm_dup(hid_t f) {
+    int32_t v[DIM];
+    for (int i = 0; i < DIM; i++) v[i] = i;
+    v[9] = 4;
+    put_data(f, "/ruquant/1/o_in/perm", H5T_NATIVE_INT32, 1, DIM, 0, v);
+}
+static void m_ruq_perm_i64(hid_t f) {
+    int64_t v[DIM];
+    for (int i = 0; i < DIM; i++) v[i] = i;
+    put_data(f, "/ruquant/1/o_in/perm", H5T_NATIVE_INT64, 1, DIM, 0, v);
+}
+static void m_ruq_scale_neg(hid_t f) {
+    double v[DIM];
+    for (int i = 0; i < DIM; i++) v[i] = 1;
+    v[5] = -1;
+    put_data(f, "/ruquant/1/o_in/scale", H5T_NATIVE_DOUBLE, 1, DIM, 0, v);
+}
+static void m_ruq_blk_orth(hid_t f) {
+    static double R[16 * 16];
+    identity_into(R, 16, 1.0);
+    R[17] = 1.001;
+    put_data(f, "/ruquant/1/o_in/blk0", H5T_NATIVE_DOUBLE, 2, 16, 16, R);
+}
+static void m_ruq_blk_shape(hid_t f) {
+    static double R[16 * 8];
+    put_data(f, "/ruquant/1/o_in/blk1", H5T_NATIVE_DOUBLE, 2, 16, 8, R);
+}
+static void m_ruq_hh(hid_t f) {
+    double v[DIM] = {0.5};
+    put_data(f, "/ruquant/1/o_in/householder", H5T_NATIVE_DOUBLE, 1, DIM, 0, v);
+}
+static void m_ruq_unwritten(hid_t f) { put_data(f, "/ruquant/3/down_in/scale", H5T_NATIVE_DOUBLE, 1, HIDDEN, 0, NULL); }
+static void m_ruq_block(hid_t f) { put_int(f, "/ruquant/1/o_in", "block", H5T_STD_I32LE, 5); }
+static void m_ruq_n_down(hid_t f) { put_int(f, "/ruquant/3/down_in", "n", H5T_STD_I32LE, DIM); }
+static void m_ruq_n_out(hid_t f) { put_int(f, "/ruquant/1/o_in", "n", H5T_STD_I32LE, 60); }
+static void m_ruq_site(hid_t f) { H5Gclose(H5Gcreate2(f, "/ruquant/1/q", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)); }
+static void m_ruq_layer(hid_t f) { H5Gclose(H5Gcreate2(f, "/ruquant/7", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)); }
+static void m_ruq_missing(hid_t f) { rm(f, "/ruquant/1/o_in/blk1"); }
+static void m_ruq_no_block(hid_t f) { assert_true(H5Adelete_by_name(f, "/ruquant/1/o_in", "block", H5P_DEFAULT) >= 0); }
+static void m_ruq_dataset(hid_t f) {
+    rm(f, "/ruquant");
+    double v = 1;
+    put_data(f, "/ruquant", H5T_NATIVE_DOUBLE, 1, 1, 0, &v);
+}
+
+static const bad_case bad_ruq[] = {
+    {"ruq_perm_dup", m_ruq_perm_dup, RB_EFORMAT, "/ruquant/1/o_in: perm: entry 9 = 4 repeats entry 4"},
+    {"ruq_perm_i64", m_ruq_perm_i64, RB_EFORMAT, "/ruquant/1/o_in/perm: type is 8-byte integer"},
+    {"ruq_scale_neg", m_ruq_scale_neg, RB_EFORMAT, "/ruquant/1/o_in: scale: entry 5 = -1"},
+    {"ruq_blk_orth", m_ruq_blk_orth, RB_EFORMAT, "/ruquant/1/o_in: blk0 is not orthogonal"},
+    {"ruq_blk_shape", m_ruq_blk_shape, RB_EFORMAT, "/ruquant/1/o_in/blk1: shape [16][8] does not match block 16"},
+    {"ruq_hh", m_ruq_hh, RB_EFORMAT, "/ruquant/1/o_in: householder"},
+    {"ruq_unwritten", m_ruq_unwritten, RB_EFORMAT, "/ruquant/3/down_in/scale: dataset has no data written"},
+    {"ruq_block", m_ruq_block, RB_EFORMAT, "/ruquant/1/o_in: block 5 does not divide n = 64"},
+    {"ruq_n_down", m_ruq_n_down, RB_EFORMAT, "/ruquant/3/down_in: n = 64 does not match hidden_dim 128"},
+    {"ruq_n_out", m_ruq_n_out, RB_EFORMAT, "/ruquant/1/o_in: n = 60 is not a multiple of head_dim 16"},
+    {"ruq_site", m_ruq_site, RB_EFORMAT, "/ruquant/1: member 'q' is not a site"},
+    {"ruq_layer", m_ruq_layer, RB_EFORMAT, "/ruquant: member '7' is not a layer index in [0, 4)"},
+    {"ruq_missing", m_ruq_missing, RB_EFORMAT, "/ruquant/1/o_in/blk1: dataset missing"},
+    {"ruq_no_block", m_ruq_no_block, RB_EFORMAT, "/ruquant/1/o_in: attribute 'block' missing"},
+    {"ruq_dataset", m_ruq_dataset, RB_EFORMAT, "/ruquant: cannot open as a group"},
+};
+
+static void test_load_bad_ruq(void **state) {
+    fixture *fx = *state;
+    char p[1024];
+    for (size_t t = 0; t < sizeof bad_ruq / sizeof *bad_ruq; t++) {
+        mutate_copy_of(fx, fx->good_ruq, bad_ruq[t].name, bad_ruq[t].fn, p, sizeof p);
+        expect_load_error(p, bad_ruq[t].code, bad_ruq[t].needle);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rot_dense),
@@ -871,6 +1067,9 @@ int main(void) {
         cmocka_unit_test(test_load_missing_attrs),
         cmocka_unit_test(test_load_flipped_data),
         cmocka_unit_test(test_load_foreign_types),
+        cmocka_unit_test(test_roundtrip_ruq),
+        cmocka_unit_test(test_save_refuses_ruq),
+        cmocka_unit_test(test_load_bad_ruq),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
