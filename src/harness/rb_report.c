@@ -182,13 +182,14 @@ static void setting_label(const run *r, char *buf, size_t cap) {
 /* Column `col` of every run's trace `table` against the row index, averaged over the runs with the
  * same series key (method label, quantization setting, calibration batch and order); optionally
  * divided by the first row. No figure when no run logged the table. */
-static int plot_trace(const char *figdir, run *r, size_t n, const char *table, const char *col, int normalize,
-                      const char *name, const char *title, const char *ylabel, int *count, rb_error *err) {
+static int plot_trace(const char *figdir, run *r, size_t n, const char *table, const char *xcol, const char *col,
+                      int normalize, const char *name, const char *title, const char *xlabel, const char *ylabel,
+                      int *count, rb_error *err) {
     enum { MAXK = 16 };
     char keys[MAXK][160];
     int nk = 0, rc = 0;
     size_t len[MAXK] = {0};
-    double *sum[MAXK] = {0}, *cnt[MAXK] = {0};
+    double *sum[MAXK] = {0}, *cnt[MAXK] = {0}, *xs[MAXK] = {0};
     for (size_t i = 0; i < n && !rc; i++) {
         rb_trace_table *t = NULL;
         rb_error e = {0};
@@ -217,6 +218,22 @@ static int plot_trace(const char *figdir, run *r, size_t n, const char *table, c
                 break;
             }
             cnt[k] = c2;
+            double *x2 = realloc(xs[k], t->rows * sizeof *x2);
+            if (!x2) {
+                rb_trace_table_free(t);
+                rc = rb_error_set(err, RB_ENOMEM, "out of memory");
+                break;
+            }
+            xs[k] = x2;
+            /* x: the column xcol made cumulative across passes (it restarts), else the row number */
+            int xc = xcol ? rb_trace_col(t, xcol) : -1;
+            double off = 0, prev = 0;
+            for (size_t j = 0; j < t->rows; j++) {
+                double v = xc >= 0 ? t->data[j * (size_t)t->n_cols + xc] : (double)(j + 1);
+                if (xc >= 0 && v < prev) off += prev;
+                prev = v;
+                if (j >= len[k]) xs[k][j] = v + off;
+            }
             for (size_t j = len[k]; j < t->rows; j++) sum[k][j] = cnt[k][j] = 0;
             len[k] = t->rows;
         }
@@ -229,22 +246,15 @@ static int plot_trace(const char *figdir, run *r, size_t n, const char *table, c
         rb_trace_table_free(t);
     }
     if (!rc && nk) {
-        size_t maxlen = 0;
-        for (int k = 0; k < nk; k++) maxlen = len[k] > maxlen ? len[k] : maxlen;
-        double *x = malloc(maxlen * sizeof *x);
         rb_fig_series ser[MAXK];
-        if (!x) rc = rb_error_set(err, RB_ENOMEM, "out of memory");
-        for (size_t j = 0; !rc && j < maxlen; j++) x[j] = (double)(j + 1);
-        for (int k = 0; !rc && k < nk; k++) {
+        for (int k = 0; k < nk; k++) {
             for (size_t j = 0; j < len[k]; j++) sum[k][j] = cnt[k][j] > 0 ? sum[k][j] / cnt[k][j] : NAN;
-            ser[k] = (rb_fig_series){.name = keys[k], .n = len[k], .x = x, .y = sum[k]};
+            ser[k] = (rb_fig_series){.name = keys[k], .n = len[k], .x = xs[k], .y = sum[k]};
         }
-        rb_figure fig = {.title = title, .xlabel = normalize ? "optimizer step" : "update (one per calibration batch)",
-                         .ylabel = ylabel, .series = ser, .n_series = (size_t)nk};
-        if (!rc && !(rc = rb_figure_save(&fig, figdir, name, err))) (*count)++;
-        free(x);
+        rb_figure fig = {.title = title, .xlabel = xlabel, .ylabel = ylabel, .series = ser, .n_series = (size_t)nk};
+        if (!(rc = rb_figure_save(&fig, figdir, name, err))) (*count)++;
     }
-    for (int k = 0; k < MAXK; k++) free(sum[k]), free(cnt[k]);
+    for (int k = 0; k < MAXK; k++) free(sum[k]), free(cnt[k]), free(xs[k]);
     return rc;
 }
 
@@ -314,19 +324,22 @@ int rb_report_plot(const char *dir, int *n_out, rb_error *err) {
         rc = cat_save(cp, figdir, name, title, xlabel, "perplexity (first eval corpus)", n_out, err);
     }
     /* learned methods: their per-update logs (mean over the runs sharing a label) */
+    static const char *const win = "calibration windows seen (the rotations are re-solved after each batch)";
     static const struct {
-        const char *table, *col, *name, *title, *ylabel;
+        const char *table, *xcol, *col, *name, *title, *xlabel, *ylabel;
         int normalize;
     } tr[] = {
-        {"conqur", "align_r1", "conqur_align_r1", "ConQuR: corner alignment at the R1 sites during calibration",
-         "mean |x^R|_1 / sqrt(d) over the batch (before the update)", 0},
-        {"conqur", "align_r2", "conqur_align_r2", "ConQuR: corner alignment at the R2 sites (per head) during calibration",
-         "mean |x^R|_1 / sqrt(d_h) over the batch (before the update)", 0},
-        {"optrot", "loss", "optrot_loss", "OptRot: objective vs Cayley SGD step", "loss / loss at initialization", 1},
+        {"conqur", "windows", "align_r1", "conqur_align_r1", "ConQuR: corner alignment at the R1 sites during calibration",
+         win, "mean |x^R|_1 / (sqrt(d)|x|) over the batch, before its update", 0},
+        {"conqur", "windows", "align_r2", "conqur_align_r2",
+         "ConQuR: corner alignment at the R2 sites (per head) during calibration", win,
+         "mean |x^R|_1 / (sqrt(d_h)|x|) over the batch, before its update", 0},
+        {"optrot", NULL, "loss", "optrot_loss", "OptRot: objective vs Cayley SGD step", "optimizer step",
+         "loss / loss at initialization", 1},
     };
     for (size_t k = 0; !rc && n && k < sizeof tr / sizeof *tr; k++)
-        rc = plot_trace(figdir, r, n, tr[k].table, tr[k].col, tr[k].normalize, tr[k].name, tr[k].title, tr[k].ylabel,
-                        n_out, err);
+        rc = plot_trace(figdir, r, n, tr[k].table, tr[k].xcol, tr[k].col, tr[k].normalize, tr[k].name, tr[k].title,
+                        tr[k].xlabel, tr[k].ylabel, n_out, err);
     free(cp);
     free(figdir);
     runs_free(r, n);

@@ -1126,10 +1126,10 @@ int rb_results_read_trace(const char *path, const char *name, rb_trace_table **o
     rb_h5_reader R = {.path = path, .err = err};
     if (!rc) {
         int has = rb_h5_has_link(&R, f, "/", "calibration");
-        if (has > 0) has = rb_h5_has_link(&R, f, "/calibration", name) > 0 ? 1 : 0;
-        if (has < 0) rc = err->code;
-        else if (!has) rc = rb_h5_fail(&R, RB_ENOTFOUND, obj, "the run logged no such trace");
-        else rc = rb_h5_open_group(&R, f, "/calibration", "calibration", &g);
+        if (has > 0 && !(rc = rb_h5_open_group(&R, f, "/calibration", "calibration", &g)))
+            has = rb_h5_has_link(&R, g, "/calibration", name);
+        if (!rc && has < 0) rc = err->code;
+        else if (!rc && !has) rc = rb_h5_fail(&R, RB_ENOTFOUND, obj, "the run logged no such trace");
     }
     hsize_t dims[2] = {0, 0};
     if (!rc && ((d = H5Dopen2(g, name, H5P_DEFAULT)) < 0 || (sp = H5Dget_space(d)) < 0))
