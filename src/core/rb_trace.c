@@ -5,7 +5,7 @@
 
 void rb_trace_init(rb_trace *tr) { memset(tr, 0, sizeof *tr); }
 
-static void table_free(rb_trace_table *t) {
+void rb_trace_table_free(rb_trace_table *t) {
     if (!t) return;
     for (int i = 0; i < t->n_cols; i++) free(t->cols[i]);
     free(t->data);
@@ -14,7 +14,7 @@ static void table_free(rb_trace_table *t) {
 
 void rb_trace_free(rb_trace *tr) {
     if (!tr) return;
-    for (int i = 0; i < tr->n; i++) table_free(tr->tables[i]);
+    for (int i = 0; i < tr->n; i++) rb_trace_table_free(tr->tables[i]);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -40,18 +40,18 @@ int rb_trace_table_new(rb_trace *tr, const char *name, const char *cols, rb_trac
         const char *e = strchr(p, ',');
         size_t len = e ? (size_t)(e - p) : strlen(p);
         if (t->n_cols >= RB_TRACE_MAX_COLS || !len || len >= 64) {
-            table_free(t);
+            rb_trace_table_free(t);
             return rb_error_set(err, RB_EINVAL, "trace '%s': bad column list '%s'", name, cols);
         }
         if (!(t->cols[t->n_cols] = strndup(p, len))) {
-            table_free(t);
+            rb_trace_table_free(t);
             return rb_error_set(err, RB_ENOMEM, "trace: out of memory");
         }
         t->n_cols++;
         p += len + (e != NULL);
     }
     if (!t->n_cols) {
-        table_free(t);
+        rb_trace_table_free(t);
         return rb_error_set(err, RB_EINVAL, "trace '%s': no columns", name);
     }
     tr->tables[tr->n++] = t;
@@ -77,4 +77,10 @@ const rb_trace_table *rb_trace_find(const rb_trace *tr, const char *name) {
     for (int i = 0; tr && i < tr->n; i++)
         if (!strcmp(tr->tables[i]->name, name)) return tr->tables[i];
     return NULL;
+}
+
+int rb_trace_col(const rb_trace_table *t, const char *col) {
+    for (int i = 0; t && i < t->n_cols; i++)
+        if (!strcmp(t->cols[i], col)) return i;
+    return -1;
 }

@@ -37,6 +37,10 @@ void rb_trace_free(rb_trace *tr);
 int rb_trace_table_new(rb_trace *tr, const char *name, const char *cols, rb_trace_table **out, rb_error *err);
 /* Appends one row of t->n_cols values (t NULL: no-op). Errors: RB_ENOMEM. */
 int rb_trace_row(rb_trace_table *t, const double *vals, rb_error *err);
+/* Frees a table that is not part of a trace (rb_results_read_trace); NULL is fine. */
+void rb_trace_table_free(rb_trace_table *t);
+/* Index of column `col` in t, or -1. */
+int rb_trace_col(const rb_trace_table *t, const char *col);
 /* Table by name, or NULL. */
 const rb_trace_table *rb_trace_find(const rb_trace *tr, const char *name);
 

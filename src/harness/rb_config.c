@@ -722,6 +722,13 @@ uint64_t rb_config_stream_seed(const rb_config *cfg, const char *stream) {
     return cfg->seed;
 }
 
+void rb_config_method_label(const rb_config *cfg, char *buf, size_t cap) {
+    size_t k = (size_t)snprintf(buf, cap, "%s", cfg->rotation.method);
+    for (int i = 0; i < cfg->rotation.n_opts && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%s=%s%s", i ? "," : "[", cfg->rotation.opt_names[i],
+                              cfg->rotation.opt_values[i], i == cfg->rotation.n_opts - 1 ? "]" : "");
+}
+
 void rb_run_id(const char *canonical, const char *const *extra_hashes, size_t n, char out[RB_RUN_ID_LEN + 1]) {
     rb_sha256_ctx c;
     rb_sha256_init(&c);

@@ -141,6 +141,11 @@ void rb_config_free(rb_config *cfg);
  * consumer (e.g. calib.order in an order ablation) never shifts another's draws. */
 uint64_t rb_config_stream_seed(const rb_config *cfg, const char *stream);
 
+/* The run's method label for tables, figures and the results' /config method: rotation.method,
+ * followed by "[name=value,...]" when rotation.options are given (sorted; e.g.
+ * "optrot[plus=on]"), truncated to cap − 1 bytes. */
+void rb_config_method_label(const rb_config *cfg, char *buf, size_t cap);
+
 #define RB_RUN_ID_LEN 64
 /* Run id: lowercase hex sha256 of `canonical` followed, for each i, by "\ninput " extra_hashes[i]
  * (e.g. sha256 of model shards and corpora, in the caller's stable order). With n = 0 it is the

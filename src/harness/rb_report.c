@@ -23,12 +23,14 @@ typedef struct run {
     rb_config cfg;
     rb_layer_row *layers;
     size_t n_layers_rows;
+    char *file; /* results file path */
 } run;
 
 static void runs_free(run *r, size_t n) {
     for (size_t i = 0; i < n; i++) {
         rb_config_free(&r[i].cfg);
         free(r[i].layers);
+        free(r[i].file);
     }
     free(r);
 }
@@ -64,6 +66,8 @@ static int runs_load(const char *dir, rb_index_row **rows, run **out, size_t *n_
         if (cy && !rb_read_file(cy, 16u << 20, &yaml, &len, &e) &&
             !rb_config_load_string(yaml, len, cy, NULL, NULL, 0, &r[k].cfg, &e)) {
             r[k].row = x;
+            r[k].file = rf;
+            rf = NULL;
             k++;
         } else {
             rb_warn("%s: config not readable, skipped: %s", x->dir, e.msg);
@@ -104,7 +108,7 @@ static int plot_per_layer(const char *figdir, run *r, size_t n, int site, int ms
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
-        int g = group_of(methods, &nm, r[i].cfg.rotation.method);
+        int g = group_of(methods, &nm, r[i].row->method);
         if (g < 0) continue;
         for (size_t k = 0; k < r[i].n_layers_rows; k++) {
             const rb_layer_row *lr = &r[i].layers[k];
@@ -175,6 +179,85 @@ static void setting_label(const run *r, char *buf, size_t cap) {
     snprintf(buf, cap, "%s %s", r->row->quant, r->row->w_algo == 1 ? "GPTQ" : "RTN");
 }
 
+/* Column `col` of every run's trace `table` against the row index, averaged over the runs with the
+ * same series key (method label, quantization setting, calibration batch and order); optionally
+ * divided by the first row. No figure when no run logged the table. */
+static int plot_trace(const char *figdir, run *r, size_t n, const char *table, const char *xcol, const char *col,
+                      int normalize, const char *name, const char *title, const char *xlabel, const char *ylabel,
+                      int *count, rb_error *err) {
+    enum { MAXK = 16 };
+    char keys[MAXK][160];
+    int nk = 0, rc = 0;
+    size_t len[MAXK] = {0};
+    double *sum[MAXK] = {0}, *cnt[MAXK] = {0}, *xs[MAXK] = {0};
+    for (size_t i = 0; i < n && !rc; i++) {
+        rb_trace_table *t = NULL;
+        rb_error e = {0};
+        if (rb_results_read_trace(r[i].file, table, &t, &e)) {
+            if (e.code != RB_ENOTFOUND) rb_warn("%s", e.msg);
+            continue;
+        }
+        int c = rb_trace_col(t, col);
+        char key[160];
+        const rb_cfg_calib *cc = &r[i].cfg.data.calib;
+        snprintf(key, sizeof key, "%s %s batch %d %s", r[i].row->method, r[i].row->quant, cc->batch,
+                 rb_calib_order_name(cc->order));
+        int k = 0;
+        while (k < nk && strcmp(keys[k], key)) k++;
+        if (c < 0 || !t->rows || (k == nk && nk == MAXK)) {
+            rb_trace_table_free(t);
+            continue;
+        }
+        if (k == nk) snprintf(keys[nk++], sizeof keys[0], "%s", key);
+        if (t->rows > len[k]) {
+            double *s2 = realloc(sum[k], t->rows * sizeof *s2), *c2 = s2 ? realloc(cnt[k], t->rows * sizeof *c2) : NULL;
+            if (s2) sum[k] = s2;
+            if (!c2) {
+                rb_trace_table_free(t);
+                rc = rb_error_set(err, RB_ENOMEM, "out of memory");
+                break;
+            }
+            cnt[k] = c2;
+            double *x2 = realloc(xs[k], t->rows * sizeof *x2);
+            if (!x2) {
+                rb_trace_table_free(t);
+                rc = rb_error_set(err, RB_ENOMEM, "out of memory");
+                break;
+            }
+            xs[k] = x2;
+            /* x: the column xcol made cumulative across passes (it restarts), else the row number */
+            int xc = xcol ? rb_trace_col(t, xcol) : -1;
+            double off = 0, prev = 0;
+            for (size_t j = 0; j < t->rows; j++) {
+                double v = xc >= 0 ? t->data[j * (size_t)t->n_cols + xc] : (double)(j + 1);
+                if (xc >= 0 && v < prev) off += prev;
+                prev = v;
+                if (j >= len[k]) xs[k][j] = v + off;
+            }
+            for (size_t j = len[k]; j < t->rows; j++) sum[k][j] = cnt[k][j] = 0;
+            len[k] = t->rows;
+        }
+        double y0 = t->data[c];
+        for (size_t j = 0; j < t->rows; j++) {
+            double v = t->data[j * (size_t)t->n_cols + c];
+            if (normalize) v = y0 != 0 ? v / y0 : NAN;
+            if (isfinite(v)) sum[k][j] += v, cnt[k][j] += 1;
+        }
+        rb_trace_table_free(t);
+    }
+    if (!rc && nk) {
+        rb_fig_series ser[MAXK];
+        for (int k = 0; k < nk; k++) {
+            for (size_t j = 0; j < len[k]; j++) sum[k][j] = cnt[k][j] > 0 ? sum[k][j] / cnt[k][j] : NAN;
+            ser[k] = (rb_fig_series){.name = keys[k], .n = len[k], .x = xs[k], .y = sum[k]};
+        }
+        rb_figure fig = {.title = title, .xlabel = xlabel, .ylabel = ylabel, .series = ser, .n_series = (size_t)nk};
+        if (!(rc = rb_figure_save(&fig, figdir, name, err))) (*count)++;
+    }
+    for (int k = 0; k < MAXK; k++) free(sum[k]), free(cnt[k]), free(xs[k]);
+    return rc;
+}
+
 int rb_report_plot(const char *dir, int *n_out, rb_error *err) {
     *n_out = 0;
     rb_index_row *rows = NULL;
@@ -202,7 +285,7 @@ int rb_report_plot(const char *dir, int *n_out, rb_error *err) {
                     group_of(cp->xl, &cp->nx, by_bits[b]);
                     break;
                 }
-        for (size_t i = 0; i < n; i++) cat_add(cp, r[i].row->quant, r[i].cfg.rotation.method, r[i].row->ppl);
+        for (size_t i = 0; i < n; i++) cat_add(cp, r[i].row->quant, r[i].row->method, r[i].row->ppl);
         rc = cat_save(cp, figdir, "ppl_vs_bits", "perplexity vs bit-width", "quantization setting",
                       "perplexity (first eval corpus)", n_out, err);
     }
@@ -231,7 +314,7 @@ int rb_report_plot(const char *dir, int *n_out, rb_error *err) {
                 if (found < 0) continue;
                 label = pool[found];
             }
-            cat_add(cp, label, r[i].cfg.rotation.method, r[i].row->ppl);
+            cat_add(cp, label, r[i].row->method, r[i].row->ppl);
         }
         if (cp->nx < 2) continue;
         char name[32], title[96], xlabel[64];
@@ -240,11 +323,23 @@ int rb_report_plot(const char *dir, int *n_out, rb_error *err) {
         snprintf(xlabel, sizeof xlabel, "calibration %s%s", abl[a], a == 1 ? " (windows per batch)" : a == 2 ? " (windows)" : "");
         rc = cat_save(cp, figdir, name, title, xlabel, "perplexity (first eval corpus)", n_out, err);
     }
-    if (!rc) { /* learned methods log their objective per step; none exist yet */
-        rb_figure fig = {.title = "calibration objective vs step (learned methods)", .xlabel = "optimizer step",
-                         .ylabel = "objective"};
-        if (!(rc = rb_figure_save(&fig, figdir, "calib_objective", err))) (*n_out)++;
-    }
+    /* learned methods: their per-update logs (mean over the runs sharing a label) */
+    static const char *const win = "calibration windows seen (the rotations are re-solved after each batch)";
+    static const struct {
+        const char *table, *xcol, *col, *name, *title, *xlabel, *ylabel;
+        int normalize;
+    } tr[] = {
+        {"conqur", "windows", "align_r1", "conqur_align_r1", "ConQuR: corner alignment at the R1 sites during calibration",
+         win, "mean |x^R|_1 / (sqrt(d)|x|) over the batch, before its update", 0},
+        {"conqur", "windows", "align_r2", "conqur_align_r2",
+         "ConQuR: corner alignment at the R2 sites (per head) during calibration", win,
+         "mean |x^R|_1 / (sqrt(d_h)|x|) over the batch, before its update", 0},
+        {"optrot", NULL, "loss", "optrot_loss", "OptRot: objective vs Cayley SGD step", "optimizer step",
+         "loss / loss at initialization", 1},
+    };
+    for (size_t k = 0; !rc && n && k < sizeof tr / sizeof *tr; k++)
+        rc = plot_trace(figdir, r, n, tr[k].table, tr[k].xcol, tr[k].col, tr[k].normalize, tr[k].name, tr[k].title,
+                        tr[k].xlabel, tr[k].ylabel, n_out, err);
     free(cp);
     free(figdir);
     runs_free(r, n);
@@ -272,11 +367,11 @@ int rb_report_table(const char *dir, int format, FILE *f, rb_error *err) {
         const char *mname = slash && slash[1] ? slash + 1 : model;
         size_t j = 0;
         for (; j < nr; j++)
-            if (!strcmp(rec[j].method, r[i].cfg.rotation.method) && !strcmp(settings[j], set) && !strcmp(rec[j].model, mname))
+            if (!strcmp(rec[j].method, r[i].row->method) && !strcmp(settings[j], set) && !strcmp(rec[j].model, mname))
                 break;
         if (j == nr) {
             snprintf(settings[nr], sizeof settings[nr], "%s", set);
-            rec[nr] = (rb_pivot_rec){r[i].cfg.rotation.method, settings[nr], mname, 0, 0};
+            rec[nr] = (rb_pivot_rec){r[i].row->method, settings[nr], mname, 0, 0};
             nr++;
         }
         rec[j].ppl += r[i].row->ppl;

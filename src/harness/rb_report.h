@@ -9,8 +9,10 @@
 
 /* Writes <dir>/figures/<name>.{gp,svg,png} for: kurtosis_<site> and act_mse_<site> per layer
  * (one line per method; identity = before rotation), ppl_vs_bits (per method, log y),
- * ablation_{order,batch,samples} (mean ± sd over seeds; only axes the runs vary), and
- * calib_objective (no data until learned methods log one). *n_out receives the number written. */
+ * ablation_{order,batch,samples} (mean ± sd over seeds; only axes the runs vary), and the
+ * learned methods' convergence from their /calibration traces: conqur_align_r1, conqur_align_r2
+ * (alignment per update) and optrot_loss (loss / initial loss per step), each only when some run
+ * logged it. *n_out receives the number written. */
 int rb_report_plot(const char *dir, int *n_out, rb_error *err);
 
 /* Methods × settings perplexity table (ppl and Δ vs FP, the papers' layout) of the done runs of

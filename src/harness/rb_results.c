@@ -1111,6 +1111,64 @@ int rb_results_read_eval(const char *path, const char *corpus, rb_eval_data *out
 
 
 
+int rb_results_read_trace(const char *path, const char *name, rb_trace_table **out, rb_error *err) {
+    RB_ASSERT(path && name && out);
+    *out = NULL;
+    rb_h5_quiet q;
+    rb_h5_quiet_on(&q);
+    hid_t f = -1, g = -1, d = -1, sp = -1;
+    char **cols = NULL;
+    size_t nc = 0;
+    rb_trace_table *t = NULL;
+    char obj[128];
+    snprintf(obj, sizeof obj, "/calibration/%s", name);
+    int rc = rb_h5_open_read(path, &f, err);
+    rb_h5_reader R = {.path = path, .err = err};
+    if (!rc) {
+        int has = rb_h5_has_link(&R, f, "/", "calibration");
+        if (has > 0 && !(rc = rb_h5_open_group(&R, f, "/calibration", "calibration", &g)))
+            has = rb_h5_has_link(&R, g, "/calibration", name);
+        if (!rc && has < 0) rc = err->code;
+        else if (!rc && !has) rc = rb_h5_fail(&R, RB_ENOTFOUND, obj, "the run logged no such trace");
+    }
+    hsize_t dims[2] = {0, 0};
+    if (!rc && ((d = H5Dopen2(g, name, H5P_DEFAULT)) < 0 || (sp = H5Dget_space(d)) < 0))
+        rc = rb_h5_fail(&R, RB_EFORMAT, obj, "cannot open the dataset: %s", rb_h5_detail(&R));
+    if (!rc) {
+        hid_t ty = H5Dget_type(d);
+        int ok = ty >= 0 && H5Tget_class(ty) == H5T_FLOAT && H5Tget_size(ty) == 8;
+        if (ty >= 0) H5Tclose(ty);
+        if (!ok || H5Sget_simple_extent_ndims(sp) != 2 || H5Sget_simple_extent_dims(sp, dims, NULL) != 2)
+            rc = rb_h5_fail(&R, RB_EFORMAT, obj, "expected a float64 [rows][cols] dataset");
+        else if (dims[1] < 1 || dims[1] > RB_TRACE_MAX_COLS || dims[0] > RB_TRACE_MAX_ROWS)
+            rc = rb_h5_fail(&R, RB_EFORMAT, obj, "shape [%llu][%llu] out of range", (unsigned long long)dims[0],
+                            (unsigned long long)dims[1]);
+    }
+    if (!rc) rc = rb_h5_get_str_array(&R, d, obj, "columns", RB_TRACE_MAX_COLS, &cols, &nc);
+    if (!rc && nc != dims[1])
+        rc = rb_h5_fail(&R, RB_EFORMAT, obj, "%zu column names for %llu columns", nc, (unsigned long long)dims[1]);
+    if (!rc && !(t = calloc(1, sizeof *t))) rc = rb_error_set(err, RB_ENOMEM, "out of memory");
+    if (!rc) {
+        snprintf(t->name, sizeof t->name, "%s", name);
+        t->n_cols = (int)nc;
+        for (size_t i = 0; i < nc; i++) t->cols[i] = cols[i], cols[i] = NULL;
+        t->rows = t->cap = dims[0];
+        if (dims[0] && !(t->data = malloc(dims[0] * dims[1] * sizeof(double))))
+            rc = rb_error_set(err, RB_ENOMEM, "out of memory");
+        else if (dims[0] && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
+            rc = rb_h5_fail(&R, RB_EFORMAT, obj, "cannot read: %s", rb_h5_detail(&R));
+    }
+    if (cols) rb_h5_free_strs(cols, nc);
+    if (sp >= 0) H5Sclose(sp);
+    rb_h5_close(&d);
+    rb_h5_close(&g);
+    rb_h5_close(&f);
+    rb_h5_quiet_off(&q);
+    if (rc) rb_trace_table_free(t);
+    else *out = t;
+    return rc;
+}
+
 int rb_results_read_rotset(const char *path, rb_rotset *s, rb_error *err) {
     RB_ASSERT(path && s);
     memset(s, 0, sizeof *s);

@@ -220,7 +220,9 @@ static int open_results(const rb_config *cfg, const char *run_dir, const char *r
         if (!rc) *resumed = 1;
         return rc;
     }
-    rb_run_meta meta = {.run_id = run_id, .name = cfg->name, .method = cfg->rotation.method, .quant = q->name,
+    char label[RB_RUN_WORD_MAX + 1];
+    rb_config_method_label(cfg, label, sizeof label);
+    rb_run_meta meta = {.run_id = run_id, .name = cfg->name, .method = label, .quant = q->name,
                         .w_bits = q->w.bits, .a_bits = q->a.bits, .kv_bits = q->k.bits, .w_algo = q->w_algo,
                         .seed = cfg->seed, .resolved_yaml = cfg->canonical, .overrides = o->overrides,
                         .n_overrides = o->n_overrides, .argv = o->argv, .argc = o->argc};

@@ -14,48 +14,20 @@
 #include "core/rb_log.h"
 #include "core/rb_rng.h"
 #include "quant/rb_gptq.h"
+#include "bench_util.h"
 
 enum { ROWS = 11008, COLS = 4096, NTOK = 2048, CALIB_BATCHES = 128, REPS = 3 };
 
-static double cpu_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void loadavg(char *buf, size_t cap) {
-    FILE *f = fopen("/proc/loadavg", "r");
-    buf[0] = '\0';
-    if (f) {
-        if (fgets(buf, (int)cap, f)) buf[strcspn(buf, " ")] = '\0'; /* 1-minute average */
-        fclose(f);
-    }
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void *must_alloc(size_t n) {
-    void *p = rb_alloc(n);
-    if (!p) {
-        fprintf(stderr, "bench_gptq: out of memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
-}
-
 int main(void) {
     char load0[64], load1[64];
-    loadavg(load0, sizeof load0);
-    double wall0 = rb_now(), cpu0 = cpu_now();
+    bench_loadavg(load0, sizeof load0);
+    double wall0 = rb_now(), cpu0 = bench_cpu_now();
     rb_rng r;
     rb_rng_seed(&r, 1, "bench-gptq");
-    float *x = must_alloc((size_t)NTOK * COLS * sizeof(float));
-    float *b = must_alloc((size_t)COLS * COLS * sizeof(float));
-    float *y = must_alloc((size_t)NTOK * COLS * sizeof(float));
-    float *w = must_alloc((size_t)ROWS * COLS * sizeof(float));
+    float *x = bench_alloc((size_t)NTOK * COLS * sizeof(float));
+    float *b = bench_alloc((size_t)COLS * COLS * sizeof(float));
+    float *y = bench_alloc((size_t)NTOK * COLS * sizeof(float));
+    float *w = bench_alloc((size_t)ROWS * COLS * sizeof(float));
     rb_rng_gauss(&r, x, (size_t)NTOK * COLS, 0.0, 1.0);
     rb_rng_gauss(&r, b, (size_t)COLS * COLS, 0.0, 0.02);
     rb_rng_gauss(&r, w, (size_t)ROWS * COLS, 0.0, 0.02);
@@ -67,7 +39,7 @@ int main(void) {
         rb_sgemm(0, 1, NTOK, COLS, COLS, 1.0f, x, COLS, b, COLS, 0.0f, y, COLS);
         t[i] = rb_now() - t0;
     }
-    qsort(t, REPS, sizeof *t, cmp_double);
+    qsort(t, REPS, sizeof *t, bench_cmp_double);
     double sgemm_s = t[REPS / 2], sgemm_gflops = 2.0 * NTOK * COLS * (double)COLS / sgemm_s * 1e-9;
 
     /* per-token activation fake quantization (int4 sym, the W4A4 input path) on the same block */
@@ -82,7 +54,7 @@ int main(void) {
         }
         t[i] = rb_now() - t0;
     }
-    qsort(t, REPS, sizeof *t, cmp_double);
+    qsort(t, REPS, sizeof *t, bench_cmp_double);
     double actq_s = t[REPS / 2];
 
     /* Hessian: REPS batches of 2048 tokens */
@@ -96,7 +68,7 @@ int main(void) {
         rb_hessian_add(&hs, x, NTOK);
         t[i] = rb_now() - t0;
     }
-    qsort(t, REPS, sizeof *t, cmp_double);
+    qsort(t, REPS, sizeof *t, bench_cmp_double);
     double hess_s = t[REPS / 2];
     double hess_gflops = (double)NTOK * COLS * (COLS + RB_HESSIAN_BLOCK) / hess_s * 1e-9; /* blocked syrk flops */
 
@@ -114,13 +86,12 @@ int main(void) {
     double gptq_s = rb_now() - t0;
     double upd_gflops = st.t_update_s > 0 ? st.update_flop / st.t_update_s * 1e-9 : 0.0;
 
-    loadavg(load1, sizeof load1);
-    double wall = rb_now() - wall0, cpu = cpu_now() - cpu0;
+    bench_loadavg(load1, sizeof load1);
+    double wall = rb_now() - wall0, cpu = bench_cpu_now() - cpu0;
     printf("{\n");
     printf("  \"benchmark\": \"gptq\",\n");
     printf("  \"shape\": {\"rows\": %d, \"cols\": %d, \"tokens_per_batch\": %d},\n", ROWS, COLS, NTOK);
-    printf("  \"blas\": {\"corename\": \"%s\", \"threads\": %d, \"OPENBLAS_CORETYPE\": \"%s\"},\n", rb_blas_corename(),
-           rb_blas_threads(), getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "");
+    bench_print_blas();
     printf("  \"load_1min\": {\"start\": %s, \"end\": %s},\n", load0[0] ? load0 : "null", load1[0] ? load1 : "null");
     printf("  \"process_cpu_over_wall\": %.2f,\n", cpu / wall);
     printf("  \"sgemm_2048x4096x4096\": {\"seconds\": %.4f, \"gflops\": %.1f},\n", sgemm_s, sgemm_gflops);

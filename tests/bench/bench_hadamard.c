@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/rb_blas.h"
+#include "bench_util.h"
 #include "core/rb_file.h"
 #include "core/rb_rng.h"
 #include "rotate/rb_fwht.h"
@@ -30,14 +31,6 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static void loadavg(char *buf, size_t cap) {
-    FILE *f = fopen("/proc/loadavg", "r");
-    buf[0] = 0;
-    if (f) {
-        if (fgets(buf, (int)cap, f)) buf[strcspn(buf, "\n")] = 0;
-        fclose(f);
-    }
-}
 
 int main(int argc, char **argv) {
     const size_t rows = argc > 1 ? (size_t)atol(argv[1]) : 2048;
@@ -94,7 +87,7 @@ int main(int argc, char **argv) {
             ymax = fmax(ymax, fabs((double)y[t]));
         }
         double fast = median(t_fast, fast_reps), dense = median(t_dense, dense_reps), fw = median(t_fwht, fast_reps);
-        loadavg(load, sizeof load);
+        bench_loadavg(load, sizeof load);
         printf("{\"bench\":\"hadamard\",\"n\":%ld,\"m\":%ld,\"k\":%d,\"factor\":\"%s\",\"rows\":%zu,"
                "\"fast_us_per_row\":%.3f,\"fwht_part_us_per_row\":%.3f,\"dense_sgemm_us_per_row\":%.3f,"
                "\"speedup\":%.1f,\"dense_gflops\":%.1f,\"max_abs_diff\":%.3g,\"max_abs_y\":%.3g,"

@@ -12,6 +12,7 @@
 #include "model/rb_forward.h"
 #include "model/rb_make_model.h"
 #include "model/rb_model.h"
+#include "quant/rb_qpreset.h"
 #include "rotate/rb_fuse.h"
 #include "rotate/rb_had_plan.h"
 #include "rotate/rb_method.h"
@@ -51,12 +52,22 @@ static void check_model(const char *path, const char *label) {
     rb_weights_src base = rb_weights_from_model(m);
     float *ref = logits(&base, c, ids, NULL);
     double ppl_ref = ppl_of(&base, c, ids, NULL);
-    static const char *const methods[] = {"identity", "random", "hadamard", "hadamard"};
-    static const int cross[] = {-1, -1, -1, 1}; /* the last: QuaRot's cross-head online Hadamard */
-    for (int mi = 0; mi < 4; mi++)
+    /* learned methods calibrate on the test windows themselves, with W4A4KV4 activations upstream
+     * (ConQuR, RUQuant); short OptRot runs: invariance does not depend on how far they optimized */
+    static const char *const methods[] = {"identity", "random", "hadamard", "hadamard", "conqur"};
+    static const int cross[] = {-1, -1, -1, 1, -1}; /* the 4th: QuaRot's cross-head online Hadamard */
+    static const char *const opt_n[][2] = {{0}, {0}, {0}, {0}, {"passes"}};
+    static const char *const opt_v[][2] = {{0}, {0}, {0}, {0}, {"2"}};
+    static const int n_opt[] = {0, 0, 0, 0, 1};
+    enum { N_METHODS = sizeof methods / sizeof *methods };
+    rb_quant_cfg q;
+    assert_int_equal(rb_quant_preset("W4A4KV4", &q, &err), 0);
+    for (int mi = 0; mi < N_METHODS; mi++)
         for (int seed = 0; seed < 2; seed++) {
             rb_method_ctx mc = {.cfg = c, .src = &base, .seed = (uint64_t)seed, .r3 = -1, .r4 = -1, .emb_center = 0,
-                                .cross_head = cross[mi]};
+                                .cross_head = cross[mi], .calib = ids, .calib_n = N_SEQ, .calib_T = T_SEQ,
+                                .calib_batch = 1, .quant = &q, .opt_names = opt_n[mi], .opt_values = opt_v[mi],
+                                .n_opts = n_opt[mi]};
             rb_rotset rs;
             rc = rb_method_run(methods[mi], &mc, &rs, &err);
             if (rc) fprintf(stderr, "# %s %s: %s\n", label, methods[mi], err.msg);
