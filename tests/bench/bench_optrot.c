@@ -14,34 +14,11 @@
 #include "core/rb_file.h"
 #include "core/rb_log.h"
 #include "core/rb_rng.h"
+#include "bench_util.h"
 #include "rotate/rb_optrot.h"
 #include "rotate/rb_orth.h"
 
 enum { DIM = 4096, HEADS = 32, HEAD_DIM = 128, HIDDEN = 11008, LAYERS = 32, STEPS = 1000 };
-
-static double cpu_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void loadavg(char *buf, size_t cap) {
-    FILE *f = fopen("/proc/loadavg", "r");
-    buf[0] = '\0';
-    if (f) {
-        if (fgets(buf, (int)cap, f)) buf[strcspn(buf, " ")] = '\0'; /* 1-minute average */
-        fclose(f);
-    }
-}
-
-static void *must_alloc(size_t n) {
-    void *p = rb_alloc(n);
-    if (!p) {
-        fprintf(stderr, "bench_optrot: out of memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
-}
 
 static void die(const rb_error *err) {
     fprintf(stderr, "bench_optrot: %s\n", err->msg);
@@ -80,8 +57,8 @@ static int unused_vec(void *ctx, float *out, rb_error *err) {
 
 int main(void) {
     char load0[64], load1[64];
-    loadavg(load0, sizeof load0);
-    double wall0 = rb_now(), cpu0 = cpu_now();
+    bench_loadavg(load0, sizeof load0);
+    double wall0 = rb_now(), cpu0 = bench_cpu_now();
     rb_error err = {0};
     const size_t nn = (size_t)DIM * DIM;
     rb_llama_config c = {.dim = DIM, .hidden_dim = HIDDEN, .n_layers = 1, .n_heads = HEADS, .n_kv_heads = HEADS,
@@ -89,9 +66,9 @@ int main(void) {
     rb_weights_src src = {NULL, load_layer, unused_embed, unused_vec, unused_vec};
 
     /* reference rates: 4096³ sgemm and dgemm (median of 3) */
-    float *a = must_alloc(nn * sizeof(float)), *b = must_alloc(nn * sizeof(float)), *y = must_alloc(nn * sizeof(float));
-    double *R = must_alloc(nn * sizeof(double)), *G = must_alloc(nn * sizeof(double)), *E = must_alloc(nn * sizeof(double)),
-           *T = must_alloc(nn * sizeof(double)), *Gp = must_alloc(nn * sizeof(double));
+    float *a = bench_alloc(nn * sizeof(float)), *b = bench_alloc(nn * sizeof(float)), *y = bench_alloc(nn * sizeof(float));
+    double *R = bench_alloc(nn * sizeof(double)), *G = bench_alloc(nn * sizeof(double)), *E = bench_alloc(nn * sizeof(double)),
+           *T = bench_alloc(nn * sizeof(double)), *Gp = bench_alloc(nn * sizeof(double));
     rb_rng r;
     rb_rng_seed(&r, 1, "bench-optrot-ref");
     rb_rng_gauss(&r, a, nn, 0.0, 1.0);
@@ -113,7 +90,7 @@ int main(void) {
 
     /* R1 and the R2 at a random orthogonal point */
     if (rb_orth_random(&r, DIM, R, &err)) die(&err);
-    double *R2 = must_alloc((size_t)HEAD_DIM * HEAD_DIM * sizeof(double)), *G2 = must_alloc((size_t)HEAD_DIM * HEAD_DIM * sizeof(double));
+    double *R2 = bench_alloc((size_t)HEAD_DIM * HEAD_DIM * sizeof(double)), *G2 = bench_alloc((size_t)HEAD_DIM * HEAD_DIM * sizeof(double));
     if (rb_orth_random(&r, HEAD_DIM, R2, &err)) die(&err);
     const double *R2s[1] = {R2};
     double *G2s[1] = {G2};
@@ -157,14 +134,13 @@ int main(void) {
     /* a step: 32 layers + Cayley on R1 + two Newton–Schulz iterations (what the method needs after a
        ~1e-5 drift); the 32 R2 steps (128²) are negligible */
     double step_s = LAYERS * layer_s[0] + cayley_s + 2 * ns_s, step_plus_s = LAYERS * layer_s[1] + cayley_s + 2 * ns_s;
-    loadavg(load1, sizeof load1);
-    double wall = rb_now() - wall0, cpu = cpu_now() - cpu0;
+    bench_loadavg(load1, sizeof load1);
+    double wall = rb_now() - wall0, cpu = bench_cpu_now() - cpu0;
     printf("{\n");
     printf("  \"benchmark\": \"optrot\",\n");
     printf("  \"shape\": {\"dim\": %d, \"heads\": %d, \"head_dim\": %d, \"hidden\": %d, \"layers\": %d},\n", DIM, HEADS,
            HEAD_DIM, HIDDEN, LAYERS);
-    printf("  \"blas\": {\"corename\": \"%s\", \"threads\": %d, \"OPENBLAS_CORETYPE\": \"%s\"},\n", rb_blas_corename(),
-           rb_blas_threads(), getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "");
+    bench_print_blas();
     printf("  \"load_1min\": {\"start\": %s, \"end\": %s},\n", load0[0] ? load0 : "null", load1[0] ? load1 : "null");
     printf("  \"process_cpu_over_wall\": %.2f,\n", cpu / wall);
     printf("  \"sgemm_4096^3\": {\"seconds\": %.4f, \"gflops\": %.1f},\n", sg, sgemm_gflops);

@@ -13,38 +13,10 @@
 #include "core/rb_file.h"
 #include "core/rb_log.h"
 #include "core/rb_rng.h"
+#include "bench_util.h"
 #include "rotate/rb_ruquant.h"
 
 enum { D = 4096, NTOK = 2048, BLOCK = 128, REPS = 3 };
-
-static double cpu_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void loadavg(char *buf, size_t cap) {
-    FILE *f = fopen("/proc/loadavg", "r");
-    buf[0] = '\0';
-    if (f) {
-        if (fgets(buf, (int)cap, f)) buf[strcspn(buf, " ")] = '\0'; /* 1-minute average */
-        fclose(f);
-    }
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void *must_alloc(size_t n) {
-    void *p = rb_alloc(n);
-    if (!p) {
-        fprintf(stderr, "bench_ruquant: out of memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
-}
 
 /* Activations shaped like an LLM's: Gaussian bulk, a few massive-outlier channels (×50) and
  * sparse large entries (×10 on one entry in 97). */
@@ -58,21 +30,21 @@ static void activations(rb_rng *r, double *x) {
 }
 
 static double median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    qsort(t, (size_t)n, sizeof *t, bench_cmp_double);
     return t[n / 2];
 }
 
 int main(void) {
     char load0[64], load1[64];
-    loadavg(load0, sizeof load0);
-    double wall0 = rb_now(), cpu0 = cpu_now();
+    bench_loadavg(load0, sizeof load0);
+    double wall0 = rb_now(), cpu0 = bench_cpu_now();
     rb_rng r;
     rb_rng_seed(&r, 1, "bench-ruquant");
     size_t nx = (size_t)NTOK * D;
-    double *X = must_alloc(nx * sizeof(double)), *wmax = must_alloc(D * sizeof(double));
-    double *W = must_alloc((size_t)D * D * sizeof(double)), *Wt = must_alloc((size_t)D * D * sizeof(double));
-    float *xf = must_alloc(nx * sizeof(float)), *y = must_alloc(nx * sizeof(float)), *tmp = must_alloc(nx * sizeof(float));
-    float *b = must_alloc((size_t)D * D * sizeof(float)), *x0 = must_alloc(nx * sizeof(float));
+    double *X = bench_alloc(nx * sizeof(double)), *wmax = bench_alloc(D * sizeof(double));
+    double *W = bench_alloc((size_t)D * D * sizeof(double)), *Wt = bench_alloc((size_t)D * D * sizeof(double));
+    float *xf = bench_alloc(nx * sizeof(float)), *y = bench_alloc(nx * sizeof(float)), *tmp = bench_alloc(nx * sizeof(float));
+    float *b = bench_alloc((size_t)D * D * sizeof(float)), *x0 = bench_alloc(nx * sizeof(float));
     activations(&r, X);
     for (size_t i = 0; i < nx; i++) x0[i] = (float)X[i];
     rb_rng_gauss(&r, b, (size_t)D * D, 0.0, 0.02);
@@ -116,14 +88,13 @@ int main(void) {
     rb_ruq_apply_weight_d(s, W, D, Wt);
     double fuse_s = rb_now() - t0;
 
-    loadavg(load1, sizeof load1);
-    double wall = rb_now() - wall0, cpu = cpu_now() - cpu0;
+    bench_loadavg(load1, sizeof load1);
+    double wall = rb_now() - wall0, cpu = bench_cpu_now() - cpu0;
     printf("{\n");
     printf("  \"benchmark\": \"ruquant\",\n");
     printf("  \"shape\": {\"width\": %d, \"tokens\": %d, \"block\": %d, \"steps\": %d, \"perms\": %d},\n", D, NTOK, BLOCK,
            o.steps, o.perms);
-    printf("  \"blas\": {\"corename\": \"%s\", \"threads\": %d, \"OPENBLAS_CORETYPE\": \"%s\"},\n", rb_blas_corename(),
-           rb_blas_threads(), getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "");
+    bench_print_blas();
     printf("  \"load_1min\": {\"start\": %s, \"end\": %s},\n", load0[0] ? load0 : "null", load1[0] ? load1 : "null");
     printf("  \"process_cpu_over_wall\": %.2f,\n", cpu / wall);
     printf("  \"sgemm_2048x4096x4096\": {\"seconds\": %.4f, \"gflops\": %.1f},\n", sgemm_s, sgemm_gflops);

@@ -15,13 +15,26 @@ expect_fail "methods unknown" 2 "unknown method 'nope'" "$RB" methods nope
 for i in $(seq 1 30); do cat "$RB_SOURCE_ROOT/README.md"; done > "$TMP/text.txt"
 common=(--text "$TMP/text.txt" --seqlen 64 --max-windows 6)
 expect_fail "unknown rotation" 2 "rotation method 'nope': expected one of identity" "$RB" ppl "$TMP/m" "${common[@]}" --rotation nope
-expect_fail "planned rotation" 2 "rotation method 'conqur': not implemented" "$RB" ppl "$TMP/m" "${common[@]}" --rotation conqur
+expect_fail "planned rotation" 2 "rotation method 'respinquant': not implemented" "$RB" ppl "$TMP/m" "${common[@]}" --rotation respinquant
+expect_fail "learned rotation without data" 2 "conqur: needs calibration windows" "$RB" ppl "$TMP/m" "${common[@]}" --rotation conqur
+expect_fail "unknown method option" 2 "rotation.options.pases: unknown option of method conqur \\(did you mean 'passes'" \
+  "$RB" ppl "$TMP/m" "${common[@]}" --rotation conqur --rot-opt pases=2
+expect_fail "bad option value" 2 "rotation.options.steps: expected an integer, got 'many'" \
+  "$RB" ppl "$TMP/m" "${common[@]}" --rotation optrot --rot-opt steps=many
+expect_fail "option out of range" 2 "rotation.options.block: expected an integer in" \
+  "$RB" ppl "$TMP/m" "${common[@]}" --rotation ruquant --rot-opt block=0 --calib "$TMP/text.txt" --calib-samples 2
+expect_fail "malformed --rot-opt" 2 "--rot-opt: expected NAME=VALUE" "$RB" ppl "$TMP/m" "${common[@]}" --rotation conqur --rot-opt passes
+expect_fail "--rot-opt without --rotation" 2 "--rot-opt needs --rotation" "$RB" ppl "$TMP/m" "${common[@]}" --rot-opt passes=2
 expect_fail "bad on/off" 2 "--r3: expected on or off, got 'yes'" "$RB" ppl "$TMP/m" "${common[@]}" --rotation hadamard --r3 yes
 expect_fail "save without rotation" 2 "--save-rotation needs --rotation" "$RB" ppl "$TMP/m" "${common[@]}" --save-rotation "$TMP/r.h5"
 
 base=$("$RB" ppl "$TMP/m" "${common[@]}" 2>/dev/null | tail -n 1 | json_num ppl)
-for rot in identity random hadamard; do
-  p=$("$RB" ppl "$TMP/m" "${common[@]}" --rotation $rot --seed 3 --emb-center off --save-rotation "$TMP/$rot.h5" 2>/dev/null | tail -n 1 | json_num ppl)
+# learned methods calibrate on 4 windows of the same text (short OptRot run)
+calib=(--calib "$TMP/text.txt" --calib-samples 4 --calib-batch 2)
+for rot in identity random hadamard conqur optrot ruquant; do
+  extra=()
+  case $rot in conqur | ruquant) extra=("${calib[@]}") ;; optrot) extra=("${calib[@]}" --rot-opt steps=20,plus=on) ;; esac
+  p=$("$RB" ppl "$TMP/m" "${common[@]}" --rotation $rot "${extra[@]}" --seed 3 --emb-center off --save-rotation "$TMP/$rot.h5" 2>/dev/null | tail -n 1 | json_num ppl)
   if awk -v a="$base" -v b="$p" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 0 && d / a < 1e-5) }'; then
     ok "$rot: FP perplexity unchanged by rotation ($p vs $base)"
   else not_ok "$rot invariance" "rotated $p, original $base"; fi

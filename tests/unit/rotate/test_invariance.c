@@ -54,11 +54,12 @@ static void check_model(const char *path, const char *label) {
     double ppl_ref = ppl_of(&base, c, ids, NULL);
     /* learned methods calibrate on the test windows themselves, with W4A4KV4 activations upstream
      * (ConQuR, RUQuant); short OptRot runs: invariance does not depend on how far they optimized */
-    static const char *const methods[] = {"identity", "random", "hadamard", "hadamard", "conqur"};
-    static const int cross[] = {-1, -1, -1, 1, -1}; /* the 4th: QuaRot's cross-head online Hadamard */
-    static const char *const opt_n[][2] = {{0}, {0}, {0}, {0}, {"passes"}};
-    static const char *const opt_v[][2] = {{0}, {0}, {0}, {0}, {"2"}};
-    static const int n_opt[] = {0, 0, 0, 0, 1};
+    static const char *const methods[] = {"identity", "random", "hadamard", "hadamard", "conqur",
+                                          "optrot",   "optrot", "ruquant"};
+    static const int cross[] = {-1, -1, -1, 1, -1, -1, -1, -1}; /* the 4th: QuaRot's cross-head online Hadamard */
+    static const char *const opt_n[][2] = {{0}, {0}, {0}, {0}, {"passes"}, {"steps"}, {"steps", "plus"}, {0}};
+    static const char *const opt_v[][2] = {{0}, {0}, {0}, {0}, {"2"}, {"20"}, {"20", "on"}, {0}};
+    static const int n_opt[] = {0, 0, 0, 0, 1, 1, 2, 0};
     enum { N_METHODS = sizeof methods / sizeof *methods };
     rb_quant_cfg q;
     assert_int_equal(rb_quant_preset("W4A4KV4", &q, &err), 0);
@@ -92,7 +93,7 @@ static void check_model(const char *path, const char *label) {
             for (size_t i = 0; i < (size_t)N_SEQ * T_SEQ * c->vocab_size; i++) maxd = fmax(maxd, fabs((double)got[i] - ref[i]));
             double p = ppl_of(&fs, c, ids, &hk);
             fprintf(stderr, "# %-10s %-8s seed %d (r3 %d r4 %d cross %d): max |Δlogit| %.2e, ppl %.9g vs %.9g\n", label,
-                    methods[mi], seed, rs.r3, rs.r4, rs.cross_head, maxd, p, ppl_ref);
+                    rs.method, seed, rs.r3, rs.r4, rs.cross_head, maxd, p, ppl_ref);
             assert_true(maxd < INVARIANCE_LOGIT_ABS_TOL);
             assert_true(fabs(p - ppl_ref) / ppl_ref < INVARIANCE_PPL_REL_TOL);
             rb_free(got);
