@@ -23,11 +23,6 @@
 /* JSON number, or null for NaN/Inf (JSON has no such values; a diverged quantized model gives them). */
 static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
-}
 
 
 
@@ -177,7 +172,7 @@ int rb_cmd_ppl(int argc, char **argv) {
                           "scored_tokens", (json_int_t)r->scored, "tokens", (json_int_t)r->tokens, "seconds",
                           r->seconds, "protocol", rb_ppl_protocol_name(spec.ppl.protocol), "seqlen",
                           pipe.seqlen,
-                          "nll_sum", jnum(r->nll_sum), "peak_rss_mb", peak_rss_mb());
+                          "nll_sum", jnum(r->nll_sum), "peak_rss_mb", rb_peak_rss_mb());
     if (pipe.quantized) {
         json_object_set_new(j, "ppl_fp", jnum(pipe.q.fp.ppl));
         json_object_set_new(j, "kl", jnum(pipe.q.kl_mean));

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -159,3 +161,18 @@ void *rb_calloc(size_t count, size_t size) {
 }
 
 void rb_free(void *p) { free(p); }
+
+double rb_peak_rss_mb(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru)) return NAN;
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+double rb_rss_mb(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages_total, pages_res;
+    int ok = f && fscanf(f, "%ld %ld", &pages_total, &pages_res) == 2;
+    if (f) fclose(f);
+    long ps = sysconf(_SC_PAGESIZE);
+    return ok && ps > 0 ? (double)pages_res * (double)ps / (1024.0 * 1024.0) : NAN;
+}

@@ -27,6 +27,11 @@ int rb_read_file(const char *path, size_t max_bytes, char **out, size_t *len, rb
 int rb_write_file(const char *path, const void *data, size_t len, rb_error *err);
 
 int rb_path_is_dir(const char *path);
+
+/* Memory of this process in MB (2^20 bytes): the peak resident set so far (getrusage), and the
+ * current resident set (/proc/self/statm; NaN where unavailable). */
+double rb_peak_rss_mb(void);
+double rb_rss_mb(void);
 int rb_path_exists(const char *path);
 /* "dir/name" into a fresh heap string (caller frees); NULL on OOM. */
 char *rb_path_join(const char *dir, const char *name);

@@ -200,8 +200,8 @@ static int plot_trace(const char *figdir, run *r, size_t n, const char *table, c
         int c = rb_trace_col(t, col);
         char key[160];
         const rb_cfg_calib *cc = &r[i].cfg.data.calib;
-        snprintf(key, sizeof key, "%s %s batch %d %s", r[i].row->method, r[i].row->quant, cc->batch,
-                 rb_calib_order_name(cc->order));
+        snprintf(key, sizeof key, "%s %s, %d windows, batch %d, %s", r[i].row->method, r[i].row->quant, cc->samples,
+                 cc->batch, rb_calib_order_name(cc->order));
         int k = 0;
         while (k < nk && strcmp(keys[k], key)) k++;
         if (c < 0 || !t->rows || (k == nk && nk == MAXK)) {
@@ -334,6 +334,8 @@ int rb_report_plot(const char *dir, int *n_out, rb_error *err) {
         {"conqur", "windows", "align_r2", "conqur_align_r2",
          "ConQuR: corner alignment at the R2 sites (per head) during calibration", win,
          "mean |x^R|_1 / (sqrt(d_h)|x|) over the batch, before its update", 0},
+        {"conqur", "windows", "rss_delta_mb", "conqur_memory", "ConQuR: memory taken by the calibration",
+         win, "resident set after each update minus at the start (MB)", 0},
         {"optrot", NULL, "loss", "optrot_loss", "OptRot: objective vs Cayley SGD step", "optimizer step",
          "loss / loss at initialization", 1},
     };

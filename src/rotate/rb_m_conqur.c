@@ -93,6 +93,7 @@ typedef struct cq_state {
     float *Z;             /* [zcap] rotated rows (scratch) */
     size_t zcap;
     double last_a1, last_a2; /* mean alignment of the last batch at R1 / R2 sites (progress log) */
+    double rss0;             /* resident set (MB) when the method started: the trace logs growth over it */
 } cq_state;
 
 static int rot_init(cq_rot *r, int n, rb_error *err) {
@@ -329,7 +330,7 @@ static int solve_all(cq_state *s, const cq_opts *o, int update, int pass, int se
     memset(s->site_rows, 0, (size_t)L * CS_COUNT * sizeof(double));
     s->last_a1 = n1 > 0 ? a1 / n1 : NAN;
     s->last_a2 = n2 > 0 ? a2 / n2 : NAN;
-    double row[] = {update, pass, seen, s->last_a1, s->last_a2, d1, d2, orth, rb_now() - t0};
+    double row[] = {update, pass, seen, s->last_a1, s->last_a2, d1, d2, orth, rb_now() - t0, rb_rss_mb() - s->rss0};
     return rb_trace_row(tmain, row, err);
 }
 
@@ -343,6 +344,7 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
     if ((rc = rb_method_init_set(ctx, "conqur", 1, 1, out, err))) return rc;
     cq_state s;
     memset(&s, 0, sizeof s);
+    s.rss0 = rb_rss_mb();
     s.c = c;
     s.learn_r1 = o.learn_r1;
     s.learn_r2 = o.learn_r2;
@@ -382,7 +384,7 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
         s.has_h4 = 1;
     }
     if ((rc = rb_trace_table_new(ctx->trace, "conqur",
-                                 "update,pass,windows,align_r1,align_r2,delta_r1,delta_r2_max,orth_err,seconds", &tmain,
+                                 "update,pass,windows,align_r1,align_r2,delta_r1,delta_r2_max,orth_err,seconds,rss_delta_mb", &tmain,
                                  err)) ||
         (rc = rb_trace_table_new(ctx->trace, "conqur.sites", "update,layer,site,align", &tsites, err)))
         goto done;
