@@ -141,6 +141,29 @@ static int walk(rb_ynode *tree, const char *path, int kind, rb_ynode *val, const
             kids = e->kids;
             continue;
         }
+        if (e && e->type == T_OPTS && !kids) { /* rotation.options.NAME: checked against the method later */
+            shown_add(shown, sizeof shown, &c[i]);
+            if (!last || !c[i].name[0] || c[i].index >= 0) {
+                rc = at_fail(err, file, line, col, shown, "method options are name: value pairs (rotation.options.NAME)");
+                goto out;
+            }
+            if (!tree) break;
+            size_t idx;
+            rb_ynode *child = rb_ymap_get(node, c[i].name, &idx);
+            if (kind == OV_ADD && child) {
+                rc = at_fail(err, file, line, col, shown, "is already set (%s:%d:%d); use %s=VALUE to change it",
+                             child->file, child->line, child->col, path);
+            } else if (kind == OV_DEL) {
+                if (!child) rc = at_fail(err, file, line, col, shown, "is not set");
+                else rb_ymap_remove(node, idx);
+            } else {
+                rb_ynode *key = rb_ynode_scalar(c[i].name, 0, file, line, col);
+                if (!key) rc = oom(err);
+                else if (rb_ymap_set(node, key, val)) rc = oom(err); /* frees both on failure */
+                val = NULL;
+            }
+            goto out;
+        }
         if (!kids) {
             rc = at_fail(err, file, line, col, shown, "is a value, not a map");
             goto out;
@@ -193,7 +216,7 @@ static int walk(rb_ynode *tree, const char *path, int kind, rb_ynode *val, const
             kids = NULL;
             continue;
         }
-        if (e->type != T_MAP) {
+        if (e->type != T_MAP && e->type != T_OPTS) {
             rc = at_fail(err, file, line, col, shown,
                          e->type == T_AXES ? "sweep axes are keys with dots; add one with -m key=a,b"
                                            : "is a value, not a map");
@@ -217,7 +240,7 @@ static int walk(rb_ynode *tree, const char *path, int kind, rb_ynode *val, const
             goto out;
         }
         node = child;
-        kids = e->kids;
+        kids = e->kids; /* NULL for T_OPTS: the next component is a free option name */
     }
     if (entry) *entry = e;
 out:

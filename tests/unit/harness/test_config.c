@@ -453,6 +453,20 @@ static void test_overrides(void **state) {
     assert_string_equal(c.data.eval[0].name, "q");
     assert_true(c.seed == 3);
     rb_config_free(&c);
+    /* rotation.options.NAME: set, add, remove (checked against the method when validated) */
+    const char *ov4[] = {"rotation.options.passes=2", "+rotation.options.beta=0.5", "~rotation.options.init"};
+    assert_int_equal(cfg_load(CFG_MIN "rotation: {method: conqur, options: {init: random}}\n", ov4, 3, &c, &e), 0);
+    assert_int_equal(c.rotation.n_opts, 2);
+    assert_string_equal(c.rotation.opt_names[0], "beta");
+    assert_string_equal(c.rotation.opt_values[1], "2");
+    rb_config_free(&c);
+    const char *ov5[] = {"rotation.method=conqur", "rotation.options.pases=2"};
+    assert_int_equal(cfg_load(CFG_MIN, ov5, 2, &c, &e), RB_EINVAL);
+    assert_string_equal(e.msg, "cmdline:2:1: rotation.options.pases: unknown option of method conqur (did you mean "
+                               "'passes'?)");
+    const char *ov6[] = {"rotation.method=conqur", "rotation.options.a.b=2"};
+    assert_int_equal(cfg_load(CFG_MIN, ov6, 2, &c, &e), RB_EINVAL);
+    assert_non_null(strstr(e.msg, "rotation.options.a: method options are name: value pairs"));
     /* overrides can build a whole config from an empty file */
     const char *ov3[] = {"name=x", "model.path=/m", "data.eval=[{corpus: /e}]"};
     assert_int_equal(cfg_load("", ov3, 3, &c, &e), 0);
