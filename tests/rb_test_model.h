@@ -4,8 +4,73 @@
 
 #include "rb_test.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "core/rb_file.h"
+#include "eval/rb_calib.h"
+#include "eval/rb_pipeline.h"
 #include "model/rb_forward.h"
+#include "model/rb_model.h"
+#include "text/rb_tokenizer.h"
+
+#define RB_TEST_STORIES_MODEL "stories260K/hf"
+#define RB_TEST_STORIES_TEXT "wikitext-2/wiki.test.raw"
+
+/* The real-model setting of the quantization tests: stories260K and WikiText-2 test tokenized
+ * (BOS first) and cut in halves — calibration from the first, evaluation on the second (the train
+ * split is not shipped). */
+typedef struct rb_test_stories {
+    rb_model *m;
+    const rb_llama_config *c;
+    rb_weights_src src;
+    int32_t *ids;        /* whole text */
+    size_t n;
+    size_t calib_end;    /* first half: ids[0, calib_end) */
+    const int32_t *eval; /* second half */
+    size_t n_eval;
+} rb_test_stories;
+
+/* Opens the model and tokenizes the text; with `hadamard_tables`, also points $RB_HADAMARD_DIR at
+ * the shared tables (stories260K's d_ff = 172 needs had172.txt for R4). Returns 0 when a shared
+ * file is missing (the caller skips loudly), 1 when loaded; any other failure fails the test. */
+static inline int rb_test_stories_open(rb_test_stories *s, int hadamard_tables) {
+    memset(s, 0, sizeof *s);
+    const char *mp = rb_test_data(RB_TEST_STORIES_MODEL), *tp, *hp;
+    if (!mp) return 0;
+    char model[4096], text[4096], hdir[4096];
+    snprintf(model, sizeof model, "%s", mp);
+    if (!(tp = rb_test_data(RB_TEST_STORIES_TEXT))) return 0;
+    snprintf(text, sizeof text, "%s", tp);
+    if (hadamard_tables) {
+        if (!(hp = rb_test_data("hadamard/had172.txt"))) return 0;
+        snprintf(hdir, sizeof hdir, "%s", hp);
+        *strrchr(hdir, '/') = '\0';
+        setenv("RB_HADAMARD_DIR", hdir, 1);
+    }
+    rb_error err = {0};
+    rb_tokenizer *tok = NULL;
+    assert_int_equal(rb_model_open(model, &s->m, &err), 0);
+    assert_int_equal(rb_tokenizer_load(model, &tok, &err), 0);
+    assert_int_equal(rb_tokenize_file(tok, text, 1, &s->ids, &s->n, &err), 0);
+    rb_tokenizer_free(tok);
+    s->c = rb_model_config(s->m);
+    s->src = rb_weights_from_model(s->m);
+    size_t b, e;
+    assert_int_equal(rb_token_range_parse("0.5:1", s->n, &b, &e, &err), 0);
+    s->eval = s->ids + b;
+    s->n_eval = e - b;
+    assert_int_equal(rb_token_range_parse("0:0.5", s->n, &b, &e, &err), 0);
+    assert_int_equal(b, 0);
+    s->calib_end = e;
+    return 1;
+}
+
+static inline void rb_test_stories_close(rb_test_stories *s) {
+    free(s->ids);
+    if (s->m) rb_model_close(s->m);
+    memset(s, 0, sizeof *s);
+}
 
 /* Heap [n_seq*T][vocab] logits (free with rb_free); fails the test on any error. */
 static inline float *rb_test_logits(const rb_weights_src *src, const rb_llama_config *c, const int32_t *ids,

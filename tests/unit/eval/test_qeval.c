@@ -10,6 +10,7 @@
  * Some runs are shared between tests (cached in the fixture): W4A16 RTN / GPTQ / GPTQ act-order
  * with statistics. */
 #include "rb_test.h"
+#include "rb_test_model.h"
 
 #include <math.h>
 
@@ -24,8 +25,8 @@
 #include "quant/rb_qpreset.h"
 #include "text/rb_tokenizer.h"
 
-#define MODEL_REL "stories260K/hf"
-#define TEXT_REL "wikitext-2/wiki.test.raw"
+#define MODEL_REL RB_TEST_STORIES_MODEL
+#define TEXT_REL RB_TEST_STORIES_TEXT
 
 #define SEQLEN 256
 #define EVAL_WINDOWS 32   /* 32 × 255 = 8160 scored tokens */
@@ -51,13 +52,7 @@
 typedef struct fixture {
     int loaded;   /* 1 after the first attempt */
     int ok;       /* data present and loaded */
-    rb_model *m;
-    rb_weights_src src;
-    const rb_llama_config *c;
-    int32_t *ids; /* whole text, BOS first */
-    size_t n;
-    const int32_t *eval; /* second half */
-    size_t n_eval;
+    rb_test_stories st;
     int32_t *calib; /* [CALIB_SAMPLES][SEQLEN] from the first half */
     /* cached runs: W4A16 with stats, [0] RTN, [1] GPTQ, [2] GPTQ act-order */
     int w4_done[3];
@@ -69,31 +64,11 @@ static fixture fx;
 static int load_fixture(void) {
     if (fx.loaded) return fx.ok;
     fx.loaded = 1;
-    const char *mp = rb_test_data(MODEL_REL);
-    if (!mp) return 0;
-    char model[4096];
-    snprintf(model, sizeof model, "%s", mp);
-    const char *tp = rb_test_data(TEXT_REL);
-    if (!tp) return 0;
-    char text[4096];
-    snprintf(text, sizeof text, "%s", tp);
+    if (!rb_test_stories_open(&fx.st, 0)) return 0;
     rb_error err = {0};
-    rb_tokenizer *tok = NULL;
-    assert_int_equal(rb_model_open(model, &fx.m, &err), 0);
-    assert_int_equal(rb_tokenizer_load(model, &tok, &err), 0);
-    assert_int_equal(rb_tokenize_file(tok, text, 1, &fx.ids, &fx.n, &err), 0);
-    rb_tokenizer_free(tok);
-    fx.c = rb_model_config(fx.m);
-    fx.src = rb_weights_from_model(fx.m);
-    size_t b, e;
-    assert_int_equal(rb_token_range_parse("0.5:1", fx.n, &b, &e, &err), 0);
-    fx.eval = fx.ids + b;
-    fx.n_eval = e - b;
-    assert_int_equal(rb_token_range_parse("0:0.5", fx.n, &b, &e, &err), 0);
-    assert_int_equal(b, 0);
-    assert_int_equal(rb_calib_sample(fx.ids, e, CALIB_SAMPLES, SEQLEN, CALIB_SEED, &fx.calib, &err), 0);
+    assert_int_equal(rb_calib_sample(fx.st.ids, fx.st.calib_end, CALIB_SAMPLES, SEQLEN, CALIB_SEED, &fx.calib, &err), 0);
     fprintf(stderr, "# stories260K: %d layers, dim %d, hidden %d; %zu tokens, eval %zu (second half), calib %d x %d\n",
-            fx.c->n_layers, fx.c->dim, fx.c->hidden_dim, fx.n, fx.n_eval, CALIB_SAMPLES, SEQLEN);
+            fx.st.c->n_layers, fx.st.c->dim, fx.st.c->hidden_dim, fx.st.n, fx.st.n_eval, CALIB_SAMPLES, SEQLEN);
     fx.ok = 1;
     return 1;
 }
@@ -109,7 +84,7 @@ static int load_fixture(void) {
     } while (0)
 
 static rb_ppl_opts eval_opts(void) {
-    rb_ppl_opts o = {.protocol = RB_PPL_GPTQ, .seqlen = SEQLEN, .max_windows = EVAL_WINDOWS, .bos_id = fx.c->bos_id};
+    rb_ppl_opts o = {.protocol = RB_PPL_GPTQ, .seqlen = SEQLEN, .max_windows = EVAL_WINDOWS, .bos_id = fx.st.c->bos_id};
     return o;
 }
 
@@ -126,7 +101,7 @@ static void run_qeval(const rb_quant_cfg *q, int stats, rb_qeval_result *r) {
     rb_error err = {0};
     rb_qeval_opts o = {.q = q, .calib = fx.calib, .calib_n = CALIB_SAMPLES, .calib_T = SEQLEN, .ppl = eval_opts(),
                        .fp_ref = 1, .stats = stats};
-    int rc = rb_qeval_run(&fx.src, fx.c, fx.eval, fx.n_eval, &o, r, &err);
+    int rc = rb_qeval_run(&fx.st.src, fx.st.c, fx.st.eval, fx.st.n_eval, &o, r, &err);
     if (rc) fail_msg("rb_qeval_run(%s): %s", q ? q->name : "none", err.msg);
     fprintf(stderr, "# %-8s %-4s%s stats=%d: ppl %.6f  ppl_fp %.6f  KL %.6g  (%.1f s, gptq %.1f s)\n",
             q ? q->name : "none", q && q->w_algo == RB_WALGO_GPTQ ? "gptq" : "rtn",
@@ -151,9 +126,8 @@ static int group_teardown(void **state) {
     (void)state;
     for (int i = 0; i < 3; i++)
         if (fx.w4_done[i]) rb_qeval_result_free(&fx.w4[i]);
-    free(fx.ids);
+    rb_test_stories_close(&fx.st);
     free(fx.calib);
-    if (fx.m) rb_model_close(fx.m);
     memset(&fx, 0, sizeof fx);
     return 0;
 }
@@ -166,7 +140,7 @@ static void test_w16a16_is_fp(void **state) {
     rb_error err = {0};
     rb_ppl_opts o = eval_opts();
     rb_ppl_result ref;
-    assert_int_equal(rb_ppl_run(&fx.src, fx.c, fx.eval, fx.n_eval, &o, NULL, &ref, &err), 0);
+    assert_int_equal(rb_ppl_run(&fx.st.src, fx.st.c, fx.st.eval, fx.st.n_eval, &o, NULL, &ref, &err), 0);
     fprintf(stderr, "# rb_ppl_run FP: ppl %.17g over %d windows, %ld scored\n", ref.ppl, ref.windows, ref.scored);
     for (int algo = RB_WALGO_RTN; algo <= RB_WALGO_GPTQ; algo++) {
         /* W16A16 is inactive: no weight algorithm runs, GPTQ included */
@@ -187,7 +161,7 @@ static void test_w16a16_is_fp(void **state) {
             assert_true(r.q.nll_sum == r.fp.nll_sum);
             assert_true(r.kl_mean == 0.0);
             for (int w = 0; w < r.q.windows; w++) assert_true(r.win_kl[w] == 0.0);
-            for (int l = 0; l < fx.c->n_layers; l++) assert_true(rb_relerr_value(&r.layer_mse[l]) == 0.0);
+            for (int l = 0; l < fx.st.c->n_layers; l++) assert_true(rb_relerr_value(&r.layer_mse[l]) == 0.0);
             rb_qeval_result_free(&r);
         }
     }
@@ -245,15 +219,15 @@ static void test_gptq_w16_identity(void **state) {
     /* (c) rb_gptq_quantize itself with bits 16 on a real weight (layer 0 q_proj) and the real
      * Hessian of its inputs (RMSNorm of the calibration embeddings): bitwise unchanged */
     rb_error err = {0};
-    const rb_llama_config *c = fx.c;
+    const rb_llama_config *c = fx.st.c;
     rb_layer_weights lw;
     assert_int_equal(rb_layer_weights_init(&lw, c, &err), 0);
-    assert_int_equal(fx.src.load_layer(fx.src.ctx, 0, &lw, &err), 0);
+    assert_int_equal(fx.st.src.load_layer(fx.st.src.ctx, 0, &lw, &err), 0);
     size_t ntok = (size_t)CALIB_SAMPLES * SEQLEN, rows = (size_t)c->n_heads * c->head_dim;
     float *x = malloc(ntok * c->dim * sizeof(float)), *w = malloc(rows * c->dim * sizeof(float));
     assert_non_null(x);
     assert_non_null(w);
-    assert_int_equal(fx.src.embed(fx.src.ctx, fx.calib, ntok, x, &err), 0);
+    assert_int_equal(fx.st.src.embed(fx.st.src.ctx, fx.calib, ntok, x, &err), 0);
     rb_rmsnorm(x, x, lw.rms_att, ntok, c->dim, c->rms_eps);
     rb_hessian h;
     assert_int_equal(rb_hessian_init(&h, c->dim, &err), 0);
@@ -417,7 +391,7 @@ static void test_stats_sanity(void **state) {
     }
     /* the FP-stream statistics do not depend on the quantization setting */
     const rb_qeval_result *a = w4a16(0), *b = w4a16(1);
-    for (int i = 0; i < fx.c->n_layers * RB_SITE_COUNT; i++) {
+    for (int i = 0; i < fx.st.c->n_layers * RB_SITE_COUNT; i++) {
         rb_act_stats_row ra, rb;
         rb_act_stats_result(&a->site_fp[i], &ra);
         rb_act_stats_result(&b->site_fp[i], &rb);

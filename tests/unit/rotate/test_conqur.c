@@ -2,6 +2,7 @@
  * (ITQ's monotone ascent), and on stories260K: higher corner alignment and lower per-token
  * kurtosis at every R1/R2 site than the Hadamard initialization, on held-out windows. */
 #include "rb_test.h"
+#include "rb_test_model.h"
 
 #include <math.h>
 
@@ -165,27 +166,23 @@ static void meas_free(site_meas *m) {
 
 static void test_stories(void **state) {
     (void)state;
-    RB_REQUIRE_DATA(model, "stories260K/hf");
-    RB_REQUIRE_DATA(wiki, "wikitext-2/wiki.test.raw");
-    RB_REQUIRE_DATA(hdir, "hadamard/had172.txt");
-    *strrchr(hdir, '/') = 0;
-    setenv("RB_HADAMARD_DIR", hdir, 1);
+    rb_test_stories st;
+    if (!rb_test_stories_open(&st, 1)) {
+        fprintf(stderr, "#\n# SKIPPED: shared data (stories260K, wiki.test.raw, hadamard/) not found (set RB_SHARED_DATA)\n#\n");
+        skip();
+    }
     rb_error err = {0};
-    rb_pipe p;
-    rb_pipe_spec ps = {.model_path = model, .add_bos = 1, .text = wiki};
-    assert_int_equal(rb_pipe_prepare(&p, &ps, &err), 0);
-    const rb_llama_config *c = &p.cfg;
+    const rb_llama_config *c = st.c;
     assert_true(c->n_layers <= 64);
     /* calibration windows from the first half, measurement windows from the second */
-    size_t half = p.n_ids / 2;
     int32_t *cal, *ev;
-    assert_int_equal(rb_calib_sample(p.ids, half, CAL_N, T, 1, &cal, &err), 0);
-    assert_int_equal(rb_calib_sample(p.ids + half, p.n_ids - half, EVAL_N, T, 2, &ev, &err), 0);
+    assert_int_equal(rb_calib_sample(st.ids, st.calib_end, CAL_N, T, 1, &cal, &err), 0);
+    assert_int_equal(rb_calib_sample(st.eval, st.n_eval, EVAL_N, T, 2, &ev, &err), 0);
     rb_quant_cfg q;
     assert_int_equal(rb_quant_preset("W4A4KV4", &q, &err), 0);
     rb_trace tr;
     rb_trace_init(&tr);
-    rb_method_ctx mc = {.cfg = c, .src = &p.base, .seed = 0, .r3 = -1, .r4 = -1, .emb_center = 0, .cross_head = -1,
+    rb_method_ctx mc = {.cfg = c, .src = &st.src, .seed = 0, .r3 = -1, .r4 = -1, .emb_center = 0, .cross_head = -1,
                         .calib = cal, .calib_n = CAL_N, .calib_T = T, .calib_batch = 4, .quant = &q, .trace = &tr};
     rb_rotset had, cq, cq2;
     assert_int_equal(rb_method_run("hadamard", &mc, &had, &err), 0);
@@ -217,8 +214,8 @@ static void test_stories(void **state) {
     assert_non_null(strstr(err.msg, "calibration"));
 
     site_meas *mh = calloc(1, sizeof *mh), *mq = calloc(1, sizeof *mq);
-    measure(&p.base, c, &had, ev, mh);
-    measure(&p.base, c, &cq, ev, mq);
+    measure(&st.src, c, &had, ev, mh);
+    measure(&st.src, c, &cq, ev, mq);
     static const char *const names[] = {"attn_in", "mlp_in", "o_in"};
     for (int l = 0; l < c->n_layers; l++)
         for (int k = 0; k < 3; k++) {
@@ -240,7 +237,7 @@ static void test_stories(void **state) {
     rb_rotset_free(&cq);
     free(cal);
     free(ev);
-    rb_pipe_free(&p);
+    rb_test_stories_close(&st);
 }
 
 int main(void) {

@@ -39,8 +39,8 @@
 /* fp32 online activation path vs the double one on O(1) data: a few ulps of fp32 per stage. */
 #define F32_PATH_TOL 1e-5
 
-#define MODEL_REL "stories260K/hf"
-#define TEXT_REL "wikitext-2/wiki.test.raw"
+#define MODEL_REL RB_TEST_STORIES_MODEL
+#define TEXT_REL RB_TEST_STORIES_TEXT
 
 /* ---- building blocks --------------------------------------------------------------------- */
 
@@ -343,13 +343,7 @@ static void test_site_check(void **state) {
 
 typedef struct fixture {
     int loaded, ok;
-    rb_model *m;
-    const rb_llama_config *c;
-    rb_weights_src src;
-    int32_t *ids;
-    size_t n, calib_end;
-    const int32_t *eval;
-    size_t n_eval;
+    rb_test_stories st;
 } fixture;
 
 static fixture fx;
@@ -357,33 +351,7 @@ static fixture fx;
 static int load_fixture(void) {
     if (fx.loaded) return fx.ok;
     fx.loaded = 1;
-    const char *mp = rb_test_data(MODEL_REL), *hp;
-    if (!mp) return 0;
-    char model[4096], text[4096], hdir[4096];
-    snprintf(model, sizeof model, "%s", mp);
-    const char *tp = rb_test_data(TEXT_REL);
-    if (!tp) return 0;
-    snprintf(text, sizeof text, "%s", tp);
-    if (!(hp = rb_test_data("hadamard/had172.txt"))) return 0; /* the hadamard reference needs R4 = H_172 */
-    snprintf(hdir, sizeof hdir, "%s", hp);
-    *strrchr(hdir, '/') = '\0';
-    setenv("RB_HADAMARD_DIR", hdir, 1);
-    rb_error err = {0};
-    rb_tokenizer *tok = NULL;
-    assert_int_equal(rb_model_open(model, &fx.m, &err), 0);
-    assert_int_equal(rb_tokenizer_load(model, &tok, &err), 0);
-    assert_int_equal(rb_tokenize_file(tok, text, 1, &fx.ids, &fx.n, &err), 0);
-    rb_tokenizer_free(tok);
-    fx.c = rb_model_config(fx.m);
-    fx.src = rb_weights_from_model(fx.m);
-    size_t b, e;
-    assert_int_equal(rb_token_range_parse("0.5:1", fx.n, &b, &e, &err), 0);
-    fx.eval = fx.ids + b;
-    fx.n_eval = e - b;
-    assert_int_equal(rb_token_range_parse("0:0.5", fx.n, &b, &e, &err), 0);
-    fx.calib_end = e;
-    fx.ok = 1;
-    return 1;
+    return fx.ok = rb_test_stories_open(&fx.st, 1); /* the hadamard reference needs R4 = H_172 */
 }
 
 #define REQUIRE_FIXTURE()                                                                                   \
@@ -420,7 +388,7 @@ static rb_quant_cfg ruq_quant(void) {
 static void run_method(const char *name, const int32_t *calib, int cn, int cT, const rb_quant_cfg *q, uint64_t seed,
                        const char *const *on, const char *const *ov, int n, rb_trace *tr, rb_rotset *rs) {
     rb_error err = {0};
-    rb_method_ctx mc = {.cfg = fx.c, .src = &fx.src, .seed = seed, .r3 = -1, .r4 = -1, .emb_center = 0,
+    rb_method_ctx mc = {.cfg = fx.st.c, .src = &fx.st.src, .seed = seed, .r3 = -1, .r4 = -1, .emb_center = 0,
                         .cross_head = -1, .calib = calib, .calib_n = cn, .calib_T = cT, .calib_batch = 1, .quant = q,
                         .opt_names = on, .opt_values = ov, .n_opts = n, .trace = tr};
     int rc = rb_method_run(name, &mc, rs, &err);
@@ -445,12 +413,12 @@ static void assert_sites_equal(const rb_rotset *a, const rb_rotset *b) {
 static float *set_logits(const rb_rotset *rs, const int32_t *ids) {
     rb_error err = {0};
     rb_fused f;
-    assert_int_equal(rb_fused_init(&f, &fx.src, fx.c, rs, &err), 0);
+    assert_int_equal(rb_fused_init(&f, &fx.st.src, fx.st.c, rs, &err), 0);
     rb_weights_src fs = rb_fused_src(&f);
     rb_hooks hk;
     rb_hooks_init(&hk);
     rb_fused_add_online_hooks(&f, &hk);
-    float *l = rb_test_logits(&fs, fx.c, ids, 3, 48, &hk);
+    float *l = rb_test_logits(&fs, fx.st.c, ids, 3, 48, &hk);
     rb_fused_free(&f);
     return l;
 }
@@ -462,10 +430,10 @@ static void test_stories_invariance(void **state) {
     REQUIRE_FIXTURE();
     rb_error err = {0};
     int32_t *calib, ids[3 * 48];
-    assert_int_equal(rb_calib_sample(fx.ids, fx.calib_end, 8, 64, 0, &calib, &err), 0);
+    assert_int_equal(rb_calib_sample(fx.st.ids, fx.st.calib_end, 8, 64, 0, &calib, &err), 0);
     rb_rng r;
     rb_rng_seed(&r, 7, "test.ids");
-    for (int i = 0; i < 3 * 48; i++) ids[i] = (int32_t)rb_rng_below(&r, (uint64_t)fx.c->vocab_size);
+    for (int i = 0; i < 3 * 48; i++) ids[i] = (int32_t)rb_rng_below(&r, (uint64_t)fx.st.c->vocab_size);
     rb_quant_cfg q = ruq_quant();
     rb_trace tr;
     rb_trace_init(&tr);
@@ -473,28 +441,28 @@ static void test_stories_invariance(void **state) {
     run_method("ruquant", calib, 8, 64, &q, 3, NULL, NULL, 0, &tr, &rs);
     assert_true(rs.r3 == 1 && rs.r4 == 0 && !rs.r1 && rb_rotset_orth_err(&rs) <= RB_ROT_ORTH_TOL);
     const int blocks[RB_RUQ_NSITES] = {64, 64, 64, 86}; /* dim 64, d_ff 172 → 86 */
-    for (int l = 0; l < fx.c->n_layers; l++)
+    for (int l = 0; l < fx.st.c->n_layers; l++)
         for (int k = 0; k < RB_RUQ_NSITES; k++) assert_int_equal(rs.ruq[l][k]->block, blocks[k]);
     const rb_trace_table *tt = rb_trace_find(&tr, "ruquant");
     assert_non_null(tt);
-    assert_int_equal(tt->rows, (size_t)fx.c->n_layers * RB_RUQ_NSITES);
-    rb_weights_src base = fx.src;
-    float *ref = rb_test_logits(&base, fx.c, ids, 3, 48, NULL), *got = set_logits(&rs, ids);
+    assert_int_equal(tt->rows, (size_t)fx.st.c->n_layers * RB_RUQ_NSITES);
+    rb_weights_src base = fx.st.src;
+    float *ref = rb_test_logits(&base, fx.st.c, ids, 3, 48, NULL), *got = set_logits(&rs, ids);
     double maxd = 0;
-    size_t nl = (size_t)3 * 48 * fx.c->vocab_size;
+    size_t nl = (size_t)3 * 48 * fx.st.c->vocab_size;
     for (size_t i = 0; i < nl; i++) maxd = fmax(maxd, fabs((double)got[i] - ref[i]));
     fprintf(stderr, "# stories ruquant (8x64 calibration, quantized stream): max |dlogit| %.2e vs unrotated\n", maxd);
     assert_true(maxd < INVARIANCE_LOGIT_ABS_TOL);
     rb_ppl_opts po = {.protocol = RB_PPL_GPTQ, .seqlen = 48};
     rb_ppl_result p0, p1;
     rb_fused f;
-    assert_int_equal(rb_fused_init(&f, &fx.src, fx.c, &rs, &err), 0);
+    assert_int_equal(rb_fused_init(&f, &fx.st.src, fx.st.c, &rs, &err), 0);
     rb_weights_src fs = rb_fused_src(&f);
     rb_hooks hk;
     rb_hooks_init(&hk);
     rb_fused_add_online_hooks(&f, &hk);
-    assert_int_equal(rb_ppl_run(&base, fx.c, ids, 3 * 48, &po, NULL, &p0, &err), 0);
-    assert_int_equal(rb_ppl_run(&fs, fx.c, ids, 3 * 48, &po, &hk, &p1, &err), 0);
+    assert_int_equal(rb_ppl_run(&base, fx.st.c, ids, 3 * 48, &po, NULL, &p0, &err), 0);
+    assert_int_equal(rb_ppl_run(&fs, fx.st.c, ids, 3 * 48, &po, &hk, &p1, &err), 0);
     assert_true(fabs(p1.ppl - p0.ppl) / p0.ppl < INVARIANCE_PPL_REL_TOL);
     rb_ppl_result_free(&p0);
     rb_ppl_result_free(&p1);
@@ -530,7 +498,7 @@ static void test_method_errors(void **state) {
     REQUIRE_FIXTURE();
     rb_error err = {0};
     rb_rotset rs;
-    rb_method_ctx mc = {.cfg = fx.c, .src = &fx.src, .r3 = -1, .r4 = -1, .cross_head = -1};
+    rb_method_ctx mc = {.cfg = fx.st.c, .src = &fx.st.src, .r3 = -1, .r4 = -1, .cross_head = -1};
     assert_int_equal(rb_method_run("ruquant", &mc, &rs, &err), RB_EINVAL);
     assert_non_null(strstr(err.msg, "calibration windows"));
     const char *on[] = {"block"}, *ov[] = {"0"};
@@ -543,11 +511,11 @@ static void test_method_errors(void **state) {
     assert_int_equal(rb_method_run("ruquant", &mc, &rs, &err), RB_EINVAL);
     assert_non_null(strstr(err.msg, "intended|code"));
     /* a set whose o_in transform does not fit the model (48 = 6 heads of 8, the model has 8) */
-    assert_int_equal(rb_rotset_init(&rs, "x", fx.c->dim, fx.c->head_dim, fx.c->hidden_dim, fx.c->n_layers, &err), 0);
+    assert_int_equal(rb_rotset_init(&rs, "x", fx.st.c->dim, fx.st.c->head_dim, fx.st.c->hidden_dim, fx.st.c->n_layers, &err), 0);
     assert_int_equal(rb_rotset_ruq_alloc(&rs, &err), 0);
     assert_int_equal(rb_ruq_site_alloc(48, 8, &rs.ruq[2][RB_RUQ_OUT], &err), 0);
     rb_fused f;
-    assert_int_equal(rb_fused_init(&f, &fx.src, fx.c, &rs, &err), RB_EINVAL);
+    assert_int_equal(rb_fused_init(&f, &fx.st.src, fx.st.c, &rs, &err), RB_EINVAL);
     assert_non_null(strstr(err.msg, "layer 2 at o_in has width 48, the model's is 64"));
     rb_rotset_free(&rs);
 }
@@ -560,7 +528,7 @@ static void test_stories_w4a4(void **state) {
     enum { CN = 16, CT = 256, EVAL_WINDOWS = 20 };
     rb_error err = {0};
     int32_t *calib;
-    assert_int_equal(rb_calib_sample(fx.ids, fx.calib_end, CN, CT, 0, &calib, &err), 0);
+    assert_int_equal(rb_calib_sample(fx.st.ids, fx.st.calib_end, CN, CT, 0, &calib, &err), 0);
     rb_quant_cfg q = ruq_quant();
     static const char *const label[] = {"identity", "hadamard", "ruquant", "ruquant givens=code",
                                         "ruquant pseudo_sequence=on"};
@@ -572,16 +540,16 @@ static void test_stories_w4a4(void **state) {
         run_method(meth[i], calib, CN, CT, &q, 0, i >= 3 ? on + (i - 3) : NULL, i >= 3 ? ov + (i - 3) : NULL, i >= 3,
                    NULL, &rs);
         rb_fused f;
-        assert_int_equal(rb_fused_init(&f, &fx.src, fx.c, &rs, &err), 0);
+        assert_int_equal(rb_fused_init(&f, &fx.st.src, fx.st.c, &rs, &err), 0);
         rb_weights_src fs = rb_fused_src(&f);
         rb_hooks hk;
         rb_hooks_init(&hk);
         rb_fused_add_online_hooks(&f, &hk);
         rb_qeval_opts o = {.q = &q, .ppl = {.protocol = RB_PPL_GPTQ, .seqlen = CT, .max_windows = EVAL_WINDOWS,
-                                            .bos_id = fx.c->bos_id},
+                                            .bos_id = fx.st.c->bos_id},
                            .fp_ref = 1, .online = &hk};
         rb_qeval_result res;
-        int rc = rb_qeval_run(&fs, fx.c, fx.eval, fx.n_eval, &o, &res, &err);
+        int rc = rb_qeval_run(&fs, fx.st.c, fx.st.eval, fx.st.n_eval, &o, &res, &err);
         if (rc) fail_msg("qeval %s: %s", label[i], err.msg);
         ppl[i] = res.q.ppl;
         fp[i] = res.fp.ppl;
@@ -606,7 +574,6 @@ int main(void) {
         cmocka_unit_test(test_method_errors),     cmocka_unit_test(test_stories_w4a4),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    free(fx.ids);
-    if (fx.m) rb_model_close(fx.m);
+    rb_test_stories_close(&fx.st);
     return rc;
 }
