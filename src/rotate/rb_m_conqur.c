@@ -94,6 +94,7 @@ typedef struct cq_state {
     size_t zcap;
     double last_a1, last_a2; /* mean alignment of the last batch at R1 / R2 sites (progress log) */
     double rss0;             /* resident set (MB) when the method started: the trace logs growth over it */
+    double *work;            /* [3][dim][dim] solve scratch: C_batch and R_old (2·n²), C_new (n²) */
 } cq_state;
 
 static int rot_init(cq_rot *r, int n, rb_error *err) {
@@ -270,6 +271,7 @@ static void state_free(cq_state *s) {
     if (s->has_h3) rb_had_free(&s->h3);
     if (s->has_h4) rb_had_free(&s->h4);
     rb_free(s->Z);
+    rb_free(s->work);
 }
 
 typedef struct cq_opts {
@@ -298,8 +300,7 @@ static int solve_all(cq_state *s, const cq_opts *o, int update, int pass, int se
                      rb_trace_table *tmain, rb_trace_table *tsites, rb_error *err) {
     const rb_llama_config *c = s->c;
     int d = c->dim, L = c->n_layers, rc = 0;
-    double *W = rb_alloc((size_t)3 * d * d * sizeof(double)); /* Cb (2·n²) + Cn (n²) */
-    if (!W) return rb_error_set(err, RB_ENOMEM, "conqur: out of memory");
+    double *W = s->work;
     double a1 = 0, n1 = 0, a2 = 0, n2 = 0, d1 = 0, d2 = 0, orth = 0, e;
     for (int l = 0; l < L; l++) {
         a1 += s->site_align[l * CS_COUNT + CS_ATTN] + s->site_align[l * CS_COUNT + CS_MLP];
@@ -324,7 +325,6 @@ static int solve_all(cq_state *s, const cq_opts *o, int update, int pass, int se
         if (dl > d2) d2 = dl;
         if (!(rc = rot_orth(r, &e, err)) && e > orth) orth = e;
     }
-    rb_free(W);
     if (rc) return rc;
     memset(s->site_align, 0, (size_t)L * CS_COUNT * sizeof(double));
     memset(s->site_rows, 0, (size_t)L * CS_COUNT * sizeof(double));
@@ -371,6 +371,10 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
         rc = rb_error_set(err, RB_ENOMEM, "conqur: out of memory");
         goto done;
     }
+    if (!(s.work = rb_alloc((size_t)3 * c->dim * c->dim * sizeof(double)))) {
+        rc = rb_error_set(err, RB_ENOMEM, "conqur: out of memory");
+        goto done;
+    }
     if ((rc = rot_init(&s.r1, c->dim, err)) || (rc = init_rot(&s.r1, o.init, 1, ctx->seed, "rotation.r1", err)))
         goto done;
     for (int l = 0; l < c->n_layers; l++) {
@@ -398,7 +402,9 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
         rc = rb_error_set(err, RB_ENOMEM, "conqur: out of memory (hidden states of a batch)");
         goto done;
     }
-    double state_mb = (4.0 * c->dim * c->dim + 4.0 * c->n_layers * c->head_dim * c->head_dim) * sizeof(double) / 1e6;
+    /* R, C, M (double) and R, one chunk product (float) per rotation, plus the solve scratch */
+    double state_mb = ((3.0 * 8 + 2.0 * 4) * ((double)c->dim * c->dim + (double)c->n_layers * c->head_dim * c->head_dim) +
+                       3.0 * 8 * c->dim * c->dim) / 1e6;
     rb_info("conqur: %d windows of %d tokens, batch %d, %d pass(es), init %s, calibration forward %s; state %.1f MB "
             "(independent of the number of windows)",
             n, T, B, o.passes, o.init == INIT_HADAMARD ? "hadamard" : o.init == INIT_IDENTITY ? "identity" : "random",
