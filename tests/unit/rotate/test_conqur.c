@@ -201,6 +201,32 @@ static void test_stories(void **state) {
     assert_int_equal(rb_method_run("conqur", &mc2, &cq2, &err), 0);
     assert_memory_equal(cq.r1->R, cq2.r1->R, (size_t)c->dim * c->dim * sizeof(double));
     rb_rotset_free(&cq2);
+    /* the other schedules run and stay orthogonal: inner alternations on the kept batch with an EMA,
+     * per-batch targets from the identity over two passes (one trace row per update) */
+    static const char *const on1[] = {"inner_iters", "accumulation", "beta"}, *const ov1[] = {"3", "ema", "0.5"};
+    static const char *const on2[] = {"accumulation", "init", "passes"}, *const ov2[] = {"per-batch", "identity", "2"};
+    const char *const *opt_names[] = {on1, on2}, *const *opt_vals[] = {ov1, ov2};
+    for (int k = 0; k < 2; k++) {
+        rb_trace tk;
+        rb_trace_init(&tk);
+        rb_method_ctx mk = mc;
+        mk.opt_names = opt_names[k];
+        mk.opt_values = opt_vals[k];
+        mk.n_opts = 3;
+        mk.trace = &tk;
+        rc = rb_method_run("conqur", &mk, &cq2, &err);
+        if (rc) fprintf(stderr, "# %s\n", err.msg);
+        assert_int_equal(rc, 0);
+        assert_true(rb_rotset_orth_err(&cq2) <= RB_ROT_ORTH_TOL);
+        const rb_trace_table *tt = rb_trace_find(&tk, "conqur");
+        assert_int_equal((int)tt->rows, (k == 1 ? 2 : 1) * CAL_N / 4);
+        int a = rb_trace_col(tt, "align_r1");
+        fprintf(stderr, "# schedule %d: alignment R1 first batch %.4f, last batch %.4f\n", k, tt->data[a],
+                tt->data[(tt->rows - 1) * tt->n_cols + a]);
+        assert_true(tt->data[(tt->rows - 1) * tt->n_cols + a] > tt->data[a]);
+        rb_rotset_free(&cq2);
+        rb_trace_free(&tk);
+    }
     /* bad options are named */
     const char *bad_n[] = {"passes"}, *bad_v[] = {"0"};
     mc2.opt_names = bad_n;
