@@ -310,13 +310,14 @@ int rb_cmd_export(int argc, char **argv) {
 
 int rb_cmd_plot(int argc, char **argv) {
     rb_error err = {0};
-    if (argc != 1) {
-        rb_error_set(&err, RB_EINVAL, "plot: usage: rotbench plot DIR");
+    const char *quant = argc == 3 && !strcmp(argv[1], "--quant") ? argv[2] : NULL;
+    if (argc != 1 && !quant) {
+        rb_error_set(&err, RB_EINVAL, "plot: usage: rotbench plot DIR [--quant PRESET]");
         return rb_cli_fail(&err);
     }
     int n = 0;
-    if (rb_report_plot(argv[0], &n, &err)) return rb_cli_fail(&err);
-    printf("{\"figures\": %d, \"dir\": \"%s/figures\"}\n", n, argv[0]);
+    if (rb_report_plot(argv[0], quant, &n, &err)) return rb_cli_fail(&err);
+    printf("{\"figures\": %d, \"dir\": \"%s/figures%s%s\"}\n", n, argv[0], quant ? "-" : "", quant ? quant : "");
     return RB_EXIT_OK;
 }
 

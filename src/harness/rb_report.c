@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "core/rb_file.h"
@@ -35,8 +36,10 @@ static void runs_free(run *r, size_t n) {
     free(r);
 }
 
-/* Loads the done runs of dir (first corpus rows only). */
-static int runs_load(const char *dir, rb_index_row **rows, run **out, size_t *n_out, rb_error *err) {
+/* Loads the done runs of dir (first corpus rows only); quant (NULL = all) keeps only the runs of
+ * that quantization preset (case-insensitive). */
+static int runs_load(const char *dir, const char *quant, rb_index_row **rows, run **out, size_t *n_out,
+                     rb_error *err) {
     size_t n = 0;
     *out = NULL;
     *n_out = 0;
@@ -47,7 +50,7 @@ static int runs_load(const char *dir, rb_index_row **rows, run **out, size_t *n_
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         rb_index_row *x = &(*rows)[i];
-        if (x->status != RB_RUN_DONE) continue;
+        if (x->status != RB_RUN_DONE || (quant && strcasecmp(x->quant, quant))) continue;
         int dup = 0; /* one entry per run: the index has a row per corpus */
         for (size_t j = 0; j < k; j++) dup |= !strcmp(r[j].row->run_id, x->run_id);
         if (dup) continue;
@@ -258,14 +261,21 @@ static int plot_trace(const char *figdir, run *r, size_t n, const char *table, c
     return rc;
 }
 
-int rb_report_plot(const char *dir, int *n_out, rb_error *err) {
+int rb_report_plot(const char *dir, const char *quant, int *n_out, rb_error *err) {
     *n_out = 0;
     rb_index_row *rows = NULL;
     run *r = NULL;
     size_t n = 0;
-    int rc = runs_load(dir, &rows, &r, &n, err);
+    int rc = runs_load(dir, quant, &rows, &r, &n, err);
     if (rc) return rc;
-    char *figdir = rb_path_join(dir, "figures");
+    if (quant && !n) {
+        free(r);
+        free(rows);
+        return rb_error_set(err, RB_ENOTFOUND, "%s: no done run with quantization '%s'", dir, quant);
+    }
+    char sub[96];
+    snprintf(sub, sizeof sub, quant ? "figures-%s" : "figures", quant);
+    char *figdir = rb_path_join(dir, sub);
     if (!figdir) rc = rb_error_set(err, RB_ENOMEM, "out of memory");
     else if (mkdir(figdir, 0777) && !rb_path_is_dir(figdir)) rc = rb_error_set(err, RB_EIO, "%s: cannot create", figdir);
     static const int sites[] = {RB_SITE_ATTN_IN, RB_SITE_O_IN, RB_SITE_MLP_IN, RB_SITE_DOWN_IN};
@@ -353,7 +363,7 @@ int rb_report_table(const char *dir, int format, FILE *f, rb_error *err) {
     rb_index_row *rows = NULL;
     run *r = NULL;
     size_t n = 0;
-    int rc = runs_load(dir, &rows, &r, &n, err);
+    int rc = runs_load(dir, NULL, &rows, &r, &n, err);
     if (rc) return rc;
     /* average seeds: one record per (method, setting, model) */
     rb_pivot_rec *rec = calloc(n + 1, sizeof *rec);

@@ -7,13 +7,14 @@
 
 #include "core/rb_error.h"
 
-/* Writes <dir>/figures/<name>.{gp,svg,png} for: kurtosis_<site> and act_mse_<site> per layer
+/* Writes <dir>/figures/<name>.{gp,svg,png} (with quant non-NULL: only the runs of that preset,
+ * into <dir>/figures-<quant>/; RB_ENOTFOUND when there is none) for: kurtosis_<site> and act_mse_<site> per layer
  * (one line per method; identity = before rotation), ppl_vs_bits (per method, log y),
  * ablation_{order,batch,samples} (mean ± sd over seeds; only axes the runs vary), and the
  * learned methods' convergence from their /calibration traces: conqur_align_r1, conqur_align_r2
  * (alignment per update) and optrot_loss (loss / initial loss per step), each only when some run
  * logged it. *n_out receives the number written. */
-int rb_report_plot(const char *dir, int *n_out, rb_error *err);
+int rb_report_plot(const char *dir, const char *quant, int *n_out, rb_error *err);
 
 /* Methods × settings perplexity table (ppl and Δ vs FP, the papers' layout) of the done runs of
  * <dir>, in format RB_TABLE_* (rb_table.h), to f. Seeds of one cell are averaged. */

@@ -60,6 +60,11 @@ if command -v gnuplot >/dev/null; then
   [ -s "$TMP/s1/figures/kurtosis_down_in.png" ] && [ -s "$TMP/s1/figures/ppl_vs_bits.svg" ] && head -c 8 "$TMP/s1/figures/ppl_vs_bits.png" | grep -q PNG \
     && ok "plot writes SVG and PNG figures" || not_ok "plot" "$out"
 else skip_test "plot" "gnuplot missing"; fi
+if command -v gnuplot >/dev/null; then
+  "$RB" plot "$TMP/s1" --quant w4a4kv4 >/dev/null 2>&1 && [ -s "$TMP/s1/figures-w4a4kv4/kurtosis_down_in.png" ] \
+    && ok "plot --quant: one preset's runs in figures-PRESET" || not_ok "plot --quant"
+fi
+expect_fail "plot --quant without runs" 2 "no done run with quantization 'W3A3'" "$RB" plot "$TMP/s1" --quant W3A3
 tab=$("$RB" table "$TMP/s1" --format md 2>&1)
 printf '%s' "$tab" | grep -q "| hadamard " && printf '%s' "$tab" | grep -q "W4A4KV4 RTN" && ok "table: methods x settings" || not_ok "table" "$tab"
 "$RB" table "$TMP/s1" --format latex 2>/dev/null | grep -q 'tabular' && ok "table --format latex" || not_ok "latex table"
