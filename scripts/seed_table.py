@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Mean ± sd over seeds of a sweep directory, as a markdown table (the tables of
+docs/results-stories260K.md).
+
+  scripts/seed_table.py DIR [--metric ppl|kl] [--by order|batch|samples] [--rotbench PATH]
+
+Rows are method labels (with --by: calibration order / batch / samples, one column pair per
+method); columns are the quantization settings ("W4A4KV4 GPTQ"). Reads `rotbench export DIR --csv`
+and, for --by, each run's config.yaml. Python standard library only."""
+import argparse
+import collections
+import csv
+import re
+import statistics
+import subprocess
+import sys
+
+
+def fmt(v, metric):
+    f = "%.3f" if metric == "kl" else "%.2f"
+    if not v:
+        return "—"
+    s = f % statistics.mean(v)
+    return s + (" ± " + f % statistics.stdev(v) if len(v) > 1 else "")
+
+
+def calib_value(run_dir, key):
+    text = open(run_dir + "/config.yaml", encoding="utf-8").read()
+    m = re.search(r"^  calib:\n(?:    .*\n)*?    " + key + r": (\S+)$", text, re.M)
+    return m.group(1) if m else "?"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dir")
+    ap.add_argument("--metric", default="ppl", choices=["ppl", "kl"])
+    ap.add_argument("--by", choices=["order", "batch", "samples"])
+    ap.add_argument("--rotbench", default="build/rotbench")
+    a = ap.parse_args()
+    out = subprocess.run([a.rotbench, "export", a.dir, "--csv"], capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(out.stderr.strip())
+    rows = [r for r in csv.DictReader(out.stdout.splitlines()) if r["status"] == "done"]
+    cells = collections.defaultdict(list)
+    methods, settings, keys = [], [], []
+    for r in rows:
+        setting = r["quant"] + " " + r["w_algo"].upper()
+        key = calib_value(a.dir + "/" + r["dir"], a.by) if a.by else r["method"]
+        col = (r["method"], setting) if a.by else setting
+        for lst, v in ((methods, r["method"]), (settings, setting), (keys, key)):
+            if v not in lst:
+                lst.append(v)
+        cells[(key, col)].append(float(r[a.metric]))
+    if a.by:
+        cols = [(m, s) for s in settings for m in methods]
+        print("| %s | %s |" % (a.by, " | ".join("%s %s" % (m, s) for m, s in cols)))
+    else:
+        cols = settings
+        print("| method | %s |" % " | ".join(cols))
+    print("|---" * (len(cols) + 1) + "|")
+    for k in keys:
+        print("| %s | %s |" % (k, " | ".join(fmt(cells[(k, c)], a.metric) for c in cols)))
+
+
+if __name__ == "__main__":
+    main()
