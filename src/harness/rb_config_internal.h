@@ -69,8 +69,6 @@ const rb_ynode *rb_cfg_tree(const rb_config *cfg);
 /* Canonical YAML of a validated config into *out (heap). RB_ENOMEM. */
 int rb_cfg_emit(const rb_config *cfg, char **out);
 
-/* Candidate closest to `word` within a small edit distance (case-insensitive), or NULL. */
-const char *rb_cfg_suggest(const char *word, const char *const *cands, size_t n);
 /* Formats " (did you mean 'x'?)" or " (expected one of: a, b, ...)" for names of kids. */
 void rb_cfg_hint_kids(const char *word, const sentry *kids, char *buf, size_t cap);
 

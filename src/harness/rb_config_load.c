@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/rb_file.h"
+#include "core/rb_suggest.h"
 #include "harness/rb_config_internal.h"
 
 static int at_fail(rb_error *err, const char *file, int line, int col, const char *path, const char *fmt, ...)
@@ -312,7 +313,7 @@ static void block_hint(const char *dir, const char *item, char *hint, size_t cap
         n++;
     }
     closedir(dp);
-    const char *s = rb_cfg_suggest(item, cands, n);
+    const char *s = rb_suggest(item, cands, n);
     if (s) snprintf(hint, cap, " (did you mean '%s'?)", s);
 }
 

@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "core/rb_error.h"
+#include "core/rb_suggest.h"
 
 extern const rb_method rb_method_identity, rb_method_random, rb_method_hadamard, rb_method_optrot,
     rb_method_ruquant, rb_method_conqur;
@@ -125,38 +126,20 @@ static int parse_bool(const char *s, int *out) {
     return 0;
 }
 
-/* Edit distance of short names (for did-you-mean). */
-static int edit_distance(const char *a, const char *b) {
-    int la = (int)strlen(a), lb = (int)strlen(b);
-    if (la > 63 || lb > 63) return 99;
-    int d[64][64];
-    for (int i = 0; i <= la; i++) d[i][0] = i;
-    for (int j = 0; j <= lb; j++) d[0][j] = j;
-    for (int i = 1; i <= la; i++)
-        for (int j = 1; j <= lb; j++) {
-            int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
-            d[i][j] = c;
-        }
-    return d[la][lb];
-}
-
 int rb_method_check_option(const rb_method *m, const char *name, const char *value, char *msg, size_t cap) {
     const rb_method_option *o = find_opt(m, name);
     if (!o) {
-        const char *best = NULL;
-        int bd = 3;
-        size_t k = 0;
+        const char *names[64] = {0};
+        size_t n = 0, k = 0;
         char list[256] = "";
-        for (const rb_method_option *p = m->options; p && p->name; p++) {
+        for (const rb_method_option *p = m->options; p && p->name && n < 64; p++) {
             if (!strcmp(p->kind, "key")) continue;
-            int dd = edit_distance(name, p->name);
-            if (dd < bd) bd = dd, best = p->name;
+            names[n++] = p->name;
             k += (size_t)snprintf(list + k, k < sizeof list ? sizeof list - k : 0, "%s%s", k ? ", " : "", p->name);
         }
+        const char *best = rb_suggest(name, names, n);
         if (best) snprintf(msg, cap, "unknown option of method %s (did you mean '%s'?)", m->name, best);
-        else if (k) snprintf(msg, cap, "unknown option of method %s (options: %s)", m->name, list);
+        else if (n) snprintf(msg, cap, "unknown option of method %s (options: %s)", m->name, list);
         else snprintf(msg, cap, "method %s takes no options", m->name);
         return RB_EINVAL;
     }
