@@ -18,7 +18,6 @@
 #include "core/rb_blas.h"
 #include "core/rb_file.h"
 #include "core/rb_log.h"
-#include "core/rb_rng.h"
 #include "rotate/rb_conqur.h"
 #include "rotate/rb_fuse.h"
 #include "rotate/rb_method.h"
@@ -30,8 +29,8 @@ static const rb_method_option opts[] = {
     {"seed", "key", "0", "root seed: Hadamard signs of R1 (stream rotation.r1) or random inits (rotation.r1, rotation.r2.<l>)"},
     {"r3", "key", "on", "online Hadamard on Q/K after RoPE (per head); also simulated during calibration"},
     {"r4", "key", "on", "online Hadamard on the down_proj input (fused into W_down); also simulated during calibration"},
-    {"init", "hadamard|identity|random", "hadamard",
-     "starting rotations: QuaRot's random Hadamard R1 and Hadamard R2 (§6.4), the identity, or Haar-random"},
+    {"init", "hadamard|random|identity", "hadamard",
+     "starting rotations: QuaRot's random Hadamard R1 and Hadamard R2 (§6.4), Haar-random, or the identity"},
     {"accumulation", "cumulative|ema|per-batch", "cumulative",
      "cross-covariance across batches: sum of all batches, C <- beta*C + (1-beta)*C_batch, or the last batch only"},
     {"beta", "real", "0.9", "EMA factor for accumulation: ema, in [0, 1)"},
@@ -46,7 +45,6 @@ static const rb_method_option opts[] = {
 };
 
 enum { ACC_CUMULATIVE = 0, ACC_EMA, ACC_PER_BATCH };
-enum { INIT_HADAMARD = 0, INIT_IDENTITY, INIT_RANDOM };
 /* Sites with a learned rotation, in trace order. */
 enum { CS_ATTN = 0, CS_MLP, CS_O, CS_COUNT };
 
@@ -232,36 +230,6 @@ static int update_rot(cq_state *s, cq_rot *r, int inner, int accum, double beta,
 
 static int rot_orth(const cq_rot *r, double *e, rb_error *err) { return rb_orth_error(r->R, r->n, e, NULL, err); }
 
-/* Starting value of one rotation. */
-static int init_rot(cq_rot *r, int how, int is_r1, uint64_t seed, const char *stream, rb_error *err) {
-    int n = r->n, rc = 0;
-    if (how == INIT_IDENTITY) {
-        memset(r->R, 0, (size_t)n * n * sizeof(double));
-        for (int i = 0; i < n; i++) r->R[(size_t)i * n + i] = 1;
-    } else if (how == INIT_RANDOM) {
-        rb_rng g;
-        rb_rng_seed(&g, seed, stream);
-        rc = rb_orth_random(&g, n, r->R, err);
-    } else { /* as the hadamard method: R1 with seeded signs, R2 = H_dh/√dh */
-        rb_had h;
-        int8_t *sg = NULL;
-        if (is_r1) {
-            if (!(sg = malloc((size_t)n))) return rb_error_set(err, RB_ENOMEM, "conqur: out of memory");
-            rb_rng g;
-            rb_rng_seed(&g, seed, "rotation.r1");
-            for (int i = 0; i < n; i++) sg[i] = (rb_rng_next(&g) >> 63) ? 1 : -1;
-        }
-        rc = rb_had_init(&h, n, sg, err);
-        free(sg);
-        if (!rc) {
-            rb_had_dense(&h, r->R);
-            rb_had_free(&h);
-        }
-    }
-    if (!rc) rot_sync_f(r);
-    return rc;
-}
-
 static void state_free(cq_state *s) {
     rot_free(&s->r1);
     for (int l = 0; s->r2 && l < s->c->n_layers; l++) rot_free(&s->r2[l]);
@@ -375,13 +343,17 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
         rc = rb_error_set(err, RB_ENOMEM, "conqur: out of memory");
         goto done;
     }
-    if ((rc = rot_init(&s.r1, c->dim, err)) || (rc = init_rot(&s.r1, o.init, 1, ctx->seed, "rotation.r1", err)))
+    if ((rc = rot_init(&s.r1, c->dim, err)) ||
+        (rc = rb_method_init_rot(o.init, ctx->seed, "rotation.r1", 1, c->dim, s.r1.R, err)))
         goto done;
+    rot_sync_f(&s.r1);
     for (int l = 0; l < c->n_layers; l++) {
         char stream[48];
         snprintf(stream, sizeof stream, "rotation.r2.%d", l);
-        if ((rc = rot_init(&s.r2[l], c->head_dim, err)) || (rc = init_rot(&s.r2[l], o.init, 0, ctx->seed, stream, err)))
+        if ((rc = rot_init(&s.r2[l], c->head_dim, err)) ||
+            (rc = rb_method_init_rot(o.init, ctx->seed, stream, 0, c->head_dim, s.r2[l].R, err)))
             goto done;
+        rot_sync_f(&s.r2[l]);
     }
     if (s.q && out->r3) {
         if ((rc = rb_had_init(&s.h3, c->head_dim, NULL, err))) goto done;
@@ -407,7 +379,7 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
                        3.0 * 8 * c->dim * c->dim) / 1e6;
     rb_info("conqur: %d windows of %d tokens, batch %d, %d pass(es), init %s, calibration forward %s; state %.1f MB "
             "(independent of the number of windows)",
-            n, T, B, o.passes, o.init == INIT_HADAMARD ? "hadamard" : o.init == INIT_IDENTITY ? "identity" : "random",
+            n, T, B, o.passes, o.init == RB_INIT_HADAMARD ? "hadamard" : o.init == RB_INIT_RANDOM ? "random" : "identity",
             s.q ? "with activation/KV fake quantization" : "in full precision", state_mb);
     rb_hooks hk;
     rb_hooks_init(&hk);

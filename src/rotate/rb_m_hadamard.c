@@ -3,7 +3,6 @@
  * online Hadamard across heads before o_proj (off by default: SpinQuant's per-head R2 layout). */
 #include <stdlib.h>
 
-#include "core/rb_rng.h"
 #include "rotate/rb_method.h"
 
 static const rb_method_option opts[] = {
@@ -20,9 +19,7 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
     out->cross_head = ctx->cross_head > 0;
     int8_t *s = malloc((size_t)out->dim);
     if (!s) return rb_error_set(err, RB_ENOMEM, "hadamard: out of memory");
-    rb_rng r;
-    rb_rng_seed(&r, ctx->seed, "rotation.r1");
-    for (int i = 0; i < out->dim; i++) s[i] = (rb_rng_next(&r) >> 63) ? 1 : -1;
+    rb_method_r1_signs(ctx->seed, out->dim, s);
     rc = rb_rot_from_hadamard(out->dim, s, &out->r1, err);
     free(s);
     if (rc) return rb_error_prefix(err, "R1");

@@ -57,7 +57,6 @@ static const rb_method_option opts[] = {
     {NULL, NULL, NULL, NULL},
 };
 
-enum { INIT_HADAMARD = 0, INIT_RANDOM, INIT_IDENTITY };
 
 /* P [n][n] back to orthogonality (see OPTROT_REORTH_TARGET); E, T: [n][n] scratch. *drift gets
  * max|PᵀP − I| before, *after the value after. */
@@ -83,25 +82,6 @@ static int reorth(double *P, int n, double *E, double *T, double *drift, double 
     if (!isfinite(*after))
         return rb_error_set(err, RB_EINVAL, "optrot: the rotation became non-finite (lower rotation.options.lr)");
     return 0;
-}
-
-/* The initial R (n×n) of a parameter. */
-static int init_rot(int kind, uint64_t seed, const char *stream, int n, const int8_t *signs, double *R, rb_error *err) {
-    if (kind == INIT_IDENTITY) {
-        memset(R, 0, (size_t)n * n * sizeof *R);
-        for (int i = 0; i < n; i++) R[(size_t)i * n + i] = 1.0;
-        return 0;
-    }
-    if (kind == INIT_RANDOM) {
-        rb_rng r;
-        rb_rng_seed(&r, seed, stream);
-        return rb_orth_random(&r, n, R, err);
-    }
-    rb_rot *h = NULL;
-    int rc = rb_rot_from_hadamard(n, signs, &h, err);
-    if (!rc) memcpy(R, h->R, (size_t)n * n * sizeof *R);
-    rb_rot_free(h);
-    return rc;
 }
 
 typedef struct run_opts {
@@ -280,7 +260,7 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
     double t0 = rb_now();
     if ((rc = rb_optrot_init(&p, &src, c, &po, err))) goto done;
     rb_info("%s: %d steps, lr %g, init %s, train_r2 %s, normalize %s; %d of %d layers cached", out->method, o.steps, o.lr,
-            o.init == INIT_HADAMARD ? "hadamard" : o.init == INIT_RANDOM ? "random" : "identity",
+            o.init == RB_INIT_HADAMARD ? "hadamard" : o.init == RB_INIT_RANDOM ? "random" : "identity",
             o.train_r2 ? "on" : "off", o.normalize ? "on" : "off", p.n_cached, c->n_layers);
     if (o.plus) {
         rb_hooks hk;
@@ -290,20 +270,12 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
         rb_info("optrot+: Hessians from %d windows of %d tokens in %.1f s", ctx->calib_n, ctx->calib_T, rb_now() - t0);
     }
     if ((rc = state_init(&s, c, err))) goto done;
-    int8_t *signs = malloc((size_t)c->dim);
-    if (!signs) {
-        rc = rb_error_set(err, RB_ENOMEM, "optrot: out of memory");
-        goto done;
-    }
-    rb_rng r;
-    rb_rng_seed(&r, ctx->seed, "rotation.r1"); /* the same draws as method hadamard */
-    for (int i = 0; i < c->dim; i++) signs[i] = (rb_rng_next(&r) >> 63) ? 1 : -1;
-    rc = init_rot(o.init, ctx->seed, "rotation.r1", c->dim, signs, s.R1, err);
-    free(signs);
+    /* the same starting point as method hadamard (R1 signs from stream rotation.r1) */
+    rc = rb_method_init_rot(o.init, ctx->seed, "rotation.r1", 1, c->dim, s.R1, err);
     for (int l = 0; !rc && l < c->n_layers; l++) {
         char name[48];
         snprintf(name, sizeof name, "rotation.r2.%d", l);
-        rc = init_rot(o.init, ctx->seed, name, c->head_dim, NULL, s.R2[l], err);
+        rc = rb_method_init_rot(o.init, ctx->seed, name, 0, c->head_dim, s.R2[l], err);
     }
     if (rc) goto done;
     if ((rc = optimize(ctx, out->method, &o, &p, &s, err))) goto done;

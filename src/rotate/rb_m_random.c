@@ -4,9 +4,7 @@
 #include <stdlib.h>
 
 #include "core/rb_file.h"
-#include "core/rb_rng.h"
 #include "rotate/rb_method.h"
-#include "rotate/rb_orth.h"
 
 static const rb_method_option opts[] = {
     {"seed", "key", "0", "root seed; R1 from stream rotation.r1, R2 of layer l from rotation.r2.<l>"},
@@ -18,9 +16,7 @@ static const rb_method_option opts[] = {
 static int random_rot(uint64_t seed, const char *stream, int n, rb_rot **out, rb_error *err) {
     double *Q = rb_alloc((size_t)n * n * sizeof(double));
     if (!Q) return rb_error_set(err, RB_ENOMEM, "random rotation: out of memory");
-    rb_rng r;
-    rb_rng_seed(&r, seed, stream);
-    int rc = rb_orth_random(&r, n, Q, err);
+    int rc = rb_method_init_rot(RB_INIT_RANDOM, seed, stream, 0, n, Q, err);
     if (!rc) rc = rb_rot_from_dense(Q, n, out, err);
     rb_free(Q);
     return rc;

@@ -7,6 +7,8 @@
 #include <math.h>
 
 #include "core/rb_error.h"
+#include "core/rb_rng.h"
+#include "rotate/rb_orth.h"
 #include "core/rb_suggest.h"
 
 extern const rb_method rb_method_identity, rb_method_random, rb_method_hadamard, rb_method_optrot,
@@ -204,4 +206,37 @@ int rb_method_opt_enum(const rb_method_ctx *ctx, const rb_method *m, const char 
     if ((*out = enum_index(o->kind, v)) < 0)
         return rb_error_set(err, RB_EINVAL, "rotation.options.%s: expected one of %s, got '%s'", name, o->kind, v);
     return 0;
+}
+
+/* ---- starting rotations ---- */
+
+void rb_method_r1_signs(uint64_t seed, int n, int8_t *s) {
+    rb_rng r;
+    rb_rng_seed(&r, seed, "rotation.r1");
+    for (int i = 0; i < n; i++) s[i] = (rb_rng_next(&r) >> 63) ? 1 : -1;
+}
+
+int rb_method_init_rot(int kind, uint64_t seed, const char *stream, int r1, int n, double *R, rb_error *err) {
+    if (kind == RB_INIT_IDENTITY) {
+        memset(R, 0, (size_t)n * n * sizeof *R);
+        for (int i = 0; i < n; i++) R[(size_t)i * n + i] = 1.0;
+        return 0;
+    }
+    if (kind == RB_INIT_RANDOM) {
+        rb_rng r;
+        rb_rng_seed(&r, seed, stream);
+        return rb_orth_random(&r, n, R, err);
+    }
+    RB_ASSERT(kind == RB_INIT_HADAMARD);
+    int8_t *sg = NULL;
+    if (r1) {
+        if (!(sg = malloc((size_t)n))) return rb_error_set(err, RB_ENOMEM, "rotation init: out of memory");
+        rb_method_r1_signs(seed, n, sg);
+    }
+    rb_rot *h = NULL;
+    int rc = rb_rot_from_hadamard(n, sg, &h, err);
+    if (!rc) memcpy(R, h->R, (size_t)n * n * sizeof *R);
+    rb_rot_free(h);
+    free(sg);
+    return rc;
 }

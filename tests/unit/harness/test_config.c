@@ -279,7 +279,7 @@ static void test_errors(void **state) {
         {CFG_MIN "rotation: {method: conqur, options: {passes: two}}\n",
          "exp.yaml:5:46: rotation.options.passes: expected an integer, got 'two'"},
         {CFG_MIN "rotation: {method: conqur, options: {init: qr}}\n",
-         "exp.yaml:5:44: rotation.options.init: expected one of hadamard|identity|random, got 'qr'"},
+         "exp.yaml:5:44: rotation.options.init: expected one of hadamard|random|identity, got 'qr'"},
         {CFG_MIN "rotation: {method: hadamard, options: {passes: 2}}\n",
          "exp.yaml:5:40: rotation.options.passes: method hadamard takes no options"},
         {CFG_MIN "rotation: {method: conqur, options: [1]}\n",
