@@ -19,24 +19,10 @@ const char *rb_linear_name(int lin) {
     return lin_names[lin];
 }
 
-/* Weight matrix of linear `lin` and its shape. */
-static float *lin_ptr(const rb_layer_weights *w, const rb_llama_config *c, int lin, int *rows, int *cols) {
-    int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    switch (lin) {
-    case RB_LIN_Q: *rows = qd, *cols = c->dim; return w->wq;
-    case RB_LIN_K: *rows = kvd, *cols = c->dim; return w->wk;
-    case RB_LIN_V: *rows = kvd, *cols = c->dim; return w->wv;
-    case RB_LIN_O: *rows = c->dim, *cols = qd; return w->wo;
-    case RB_LIN_GATE: *rows = c->hidden_dim, *cols = c->dim; return w->w_gate;
-    case RB_LIN_UP: *rows = c->hidden_dim, *cols = c->dim; return w->w_up;
-    default: *rows = c->dim, *cols = c->hidden_dim; return w->w_down;
-    }
-}
-
 static void weights_copy(rb_layer_weights *dst, const rb_layer_weights *src, const rb_llama_config *c) {
     int r, k;
     for (int lin = 0; lin < RB_LIN_COUNT; lin++) {
-        float *s = lin_ptr(src, c, lin, &r, &k), *d = lin_ptr(dst, c, lin, &r, &k);
+        float *s = rb_layer_linear(src, c, lin, &r, &k), *d = rb_layer_linear(dst, c, lin, &r, &k);
         memcpy(d, s, sizeof(float) * (size_t)r * k);
     }
     memcpy(dst->rms_att, src->rms_att, sizeof(float) * c->dim);
@@ -127,7 +113,7 @@ static int quantize_layer_gptq(rb_forward *f, rb_layer_weights *wq, int layer, s
     int rc = 0;
     for (int g = 0; g < 4; g++) {
         int rows, cols;
-        lin_ptr(wq, c, gptq_groups[g].lin[0], &rows, &cols);
+        rb_layer_linear(wq, c, gptq_groups[g].lin[0], &rows, &cols);
         rb_hessian h;
         if ((rc = rb_hessian_init(&h, cols, err))) return rc;
         rb_hooks hk;
@@ -140,7 +126,7 @@ static int quantize_layer_gptq(rb_forward *f, rb_layer_weights *wq, int layer, s
         }
         for (int i = 0; i < gptq_groups[g].n; i++) {
             int lin = gptq_groups[g].lin[i];
-            float *w = lin_ptr(wq, c, lin, &rows, &cols);
+            float *w = rb_layer_linear(wq, c, lin, &rows, &cols);
             size_t nw = (size_t)rows * cols;
             float *orig = res->lin ? rb_alloc(nw * sizeof(float)) : NULL;
             if (orig) memcpy(orig, w, nw * sizeof(float));
@@ -343,7 +329,7 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
             } else {
                 for (int lin = 0; lin < RB_LIN_COUNT; lin++) {
                     int r, k;
-                    float *w = lin_ptr(&wq, c, lin, &r, &k);
+                    float *w = rb_layer_linear(&wq, c, lin, &r, &k);
                     if ((rc = rb_quant_fake(&q->w, w, r, k, 0, err))) goto done;
                 }
             }
@@ -351,7 +337,7 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
         if (res->lin)
             for (int lin = 0; lin < RB_LIN_COUNT; lin++) {
                 int r, k;
-                float *w0 = lin_ptr(&wf, c, lin, &r, &k), *w1 = lin_ptr(&wq, c, lin, &r, &k);
+                float *w0 = rb_layer_linear(&wf, c, lin, &r, &k), *w1 = rb_layer_linear(&wq, c, lin, &r, &k);
                 rb_linear_row *lr = &res->lin[l * RB_LIN_COUNT + lin];
                 rb_weight_stats_compute(w0, r, k, &lr->w);
                 rb_weight_err we;

@@ -18,8 +18,7 @@
 #include "eval/rb_stats.h"
 #include "quant/rb_qpreset.h"
 
-/* Linears of a layer, in the order of rb_qeval results. */
-enum { RB_LIN_Q = 0, RB_LIN_K, RB_LIN_V, RB_LIN_O, RB_LIN_GATE, RB_LIN_UP, RB_LIN_DOWN, RB_LIN_COUNT };
+/* "q_proj", ... for RB_LIN_* (model/rb_model.h). */
 const char *rb_linear_name(int lin);
 
 typedef struct rb_qeval_opts {

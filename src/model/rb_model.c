@@ -290,3 +290,22 @@ int rb_model_load_embedding(rb_model *m, float *out, rb_error *err) {
     load_tref(&m->embed, out);
     return 0;
 }
+
+void rb_layer_linear_shape(const rb_llama_config *c, int lin, int *rows, int *cols) {
+    int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    switch (lin) {
+    case RB_LIN_Q: *rows = qd, *cols = c->dim; break;
+    case RB_LIN_K:
+    case RB_LIN_V: *rows = kvd, *cols = c->dim; break;
+    case RB_LIN_O: *rows = c->dim, *cols = qd; break;
+    case RB_LIN_GATE:
+    case RB_LIN_UP: *rows = c->hidden_dim, *cols = c->dim; break;
+    default: RB_ASSERT(lin == RB_LIN_DOWN); *rows = c->dim, *cols = c->hidden_dim; break;
+    }
+}
+
+float *rb_layer_linear(const rb_layer_weights *w, const rb_llama_config *c, int lin, int *rows, int *cols) {
+    rb_layer_linear_shape(c, lin, rows, cols);
+    float *const m[RB_LIN_COUNT] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
+    return m[lin];
+}

@@ -48,6 +48,14 @@ typedef struct rb_layer_weights {
     float *w_down;   /* [dim, hidden_dim] */
 } rb_layer_weights;
 
+/* The seven linears of a layer, in HF order (also the order of rb_qeval's results). */
+enum { RB_LIN_Q = 0, RB_LIN_K, RB_LIN_V, RB_LIN_O, RB_LIN_GATE, RB_LIN_UP, RB_LIN_DOWN, RB_LIN_COUNT };
+
+/* HF shape [*rows][*cols] of linear `lin` (RB_LIN_*); RB_ASSERTs lin in range. */
+void rb_layer_linear_shape(const rb_llama_config *c, int lin, int *rows, int *cols);
+/* Weight matrix of linear `lin` inside w, with its shape. */
+float *rb_layer_linear(const rb_layer_weights *w, const rb_llama_config *c, int lin, int *rows, int *cols);
+
 enum { RB_MODEL_HF = 1, RB_MODEL_LLAMA2C = 2 };
 
 typedef struct rb_model rb_model; /* opaque; defined in rb_model_internal.h */

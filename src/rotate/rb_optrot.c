@@ -20,35 +20,9 @@ const char *rb_optrot_mat_name(int m) {
     return mat_names[m];
 }
 
-static float *mat_of(const rb_layer_weights *w, int m) {
-    switch (m) {
-    case RB_OPTROT_Q: return w->wq;
-    case RB_OPTROT_K: return w->wk;
-    case RB_OPTROT_V: return w->wv;
-    case RB_OPTROT_O: return w->wo;
-    case RB_OPTROT_GATE: return w->w_gate;
-    case RB_OPTROT_UP: return w->w_up;
-    default: return w->w_down;
-    }
-}
-
-/* HF shape [rows][cols] of matrix m. */
-static void mat_shape(const rb_llama_config *c, int m, int *rows, int *cols) {
-    int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    switch (m) {
-    case RB_OPTROT_Q: *rows = qd, *cols = c->dim; break;
-    case RB_OPTROT_K:
-    case RB_OPTROT_V: *rows = kvd, *cols = c->dim; break;
-    case RB_OPTROT_O: *rows = c->dim, *cols = qd; break;
-    case RB_OPTROT_GATE:
-    case RB_OPTROT_UP: *rows = c->hidden_dim, *cols = c->dim; break;
-    default: *rows = c->dim, *cols = c->hidden_dim; break;
-    }
-}
-
 static size_t mat_elems(const rb_llama_config *c, int m) {
     int r, k;
-    mat_shape(c, m, &r, &k);
+    rb_layer_linear_shape(c, m, &r, &k);
     return (size_t)r * (size_t)k;
 }
 
@@ -140,8 +114,9 @@ int rb_optrot_init(rb_optrot *p, const rb_weights_src *src, const rb_llama_confi
         }
         if ((rc = p->src.load_layer(p->src.ctx, (int)l, w, err))) break;
         for (int m = 0; m < RB_OPTROT_NMAT; m++) {
-            const float *x = mat_of(w, m);
-            size_t n = mat_elems(c, m);
+            int r, k;
+            const float *x = rb_layer_linear(w, c, m, &r, &k);
+            size_t n = (size_t)r * (size_t)k;
             double s = 0;
             for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
             p->fro2[l * RB_OPTROT_NMAT + (size_t)m] = s;
@@ -317,7 +292,7 @@ static void add_diag_term(float *g, const float *HR, const double *dt, const dou
 static double input_side(rb_optrot *p, int l, int m, const float *W, double mean_h, int g1) {
     const int d = p->cfg.dim;
     int rows, cols;
-    mat_shape(&p->cfg, m, &rows, &cols);
+    rb_layer_linear_shape(&p->cfg, m, &rows, &cols);
     rb_sgemm(0, 0, rows, d, d, 1.0f, W, d, p->r1f, d, 0.0f, p->wt, d);
     double s = mat_scale(p, l, m, mean_h);
     double v = quartic(p, p->wt, rows, d, s, p->o.plus ? p->cw : NULL, g1);
@@ -412,7 +387,10 @@ static double group_term(rb_optrot *p, int l, const rb_layer_weights *w, int att
         int m = ms[i];
         if (!(p->o.mask & (1u << m))) continue;
         if (m == RB_OPTROT_V) v += v_term(p, l, w->wv, mean_h, g1, g2);
-        else v += input_side(p, l, m, mat_of(w, m), mean_h, g1);
+        else {
+            int rows, cols;
+            v += input_side(p, l, m, rb_layer_linear(w, &p->cfg, m, &rows, &cols), mean_h, g1);
+        }
     }
     if (p->o.plus && g1) add_diag_term(p->g1f, p->hr, p->dt, p->st, d);
     return v;

@@ -31,8 +31,17 @@
 #include "core/rb_error.h"
 #include "model/rb_forward.h"
 
-/* The quantized matrices of a layer, in loss order. */
-enum { RB_OPTROT_Q = 0, RB_OPTROT_K, RB_OPTROT_V, RB_OPTROT_O, RB_OPTROT_GATE, RB_OPTROT_UP, RB_OPTROT_DOWN, RB_OPTROT_NMAT };
+/* The quantized matrices of a layer, in loss order: the model's linears (RB_LIN_*). */
+enum {
+    RB_OPTROT_Q = RB_LIN_Q,
+    RB_OPTROT_K = RB_LIN_K,
+    RB_OPTROT_V = RB_LIN_V,
+    RB_OPTROT_O = RB_LIN_O,
+    RB_OPTROT_GATE = RB_LIN_GATE,
+    RB_OPTROT_UP = RB_LIN_UP,
+    RB_OPTROT_DOWN = RB_LIN_DOWN,
+    RB_OPTROT_NMAT = RB_LIN_COUNT
+};
 #define RB_OPTROT_ALL ((1u << RB_OPTROT_NMAT) - 1u)
 
 /* "q", "k", "v", "o", "gate", "up", "down". */
