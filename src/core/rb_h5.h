@@ -77,4 +77,19 @@ void rb_h5_free_strs(char **v, size_t n);
 /* Class name for messages ("integer", "compound", ...). */
 const char *rb_h5_class_name(H5T_class_t c);
 
+/* ---- writing attributes (return 0, or -1 with the reason on HDF5's error stack) --------- */
+
+/* Scalar attribute `name` on obj, stored as ftype from memory type mtype; an existing attribute
+ * of that name is replaced (resumed runs rewrite their units). */
+int rb_h5_put_attr(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *val);
+int rb_h5_put_i32(hid_t obj, const char *name, int v);
+int rb_h5_put_i64(hid_t obj, const char *name, int64_t v);
+int rb_h5_put_u64(hid_t obj, const char *name, uint64_t v);
+int rb_h5_put_f64(hid_t obj, const char *name, double v);
+/* Variable-length UTF-8 string (NULL is stored as ""). */
+int rb_h5_put_str(hid_t obj, const char *name, const char *v);
+/* One-dimensional attribute of n variable-length UTF-8 strings (n may be 0; NULL entries are
+ * stored as ""). */
+int rb_h5_put_str_array(hid_t obj, const char *name, const char *const *v, size_t n);
+
 #endif

@@ -7,60 +7,6 @@
 
 /* ---- writing ------------------------------------------------------------------------------ */
 
-static int put_attr_space(hid_t obj, const char *name, hid_t ftype, hid_t mtype, hid_t sp, const void *val) {
-    htri_t ex = H5Aexists(obj, name);
-    if (ex < 0 || (ex > 0 && H5Adelete(obj, name) < 0)) return -1;
-    hid_t a = H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = a >= 0 && H5Awrite(a, mtype, val) >= 0;
-    rb_h5_close(&a);
-    return ok ? 0 : -1;
-}
-
-int rb_h5_put_attr(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *val) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    int rc = sp >= 0 ? put_attr_space(obj, name, ftype, mtype, sp, val) : -1;
-    rb_h5_close(&sp);
-    return rc;
-}
-
-int rb_h5_put_i32(hid_t obj, const char *name, int v) {
-    int32_t x = v;
-    return rb_h5_put_attr(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT32, &x);
-}
-
-int rb_h5_put_i64(hid_t obj, const char *name, int64_t v) {
-    return rb_h5_put_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
-}
-
-int rb_h5_put_u64(hid_t obj, const char *name, uint64_t v) {
-    return rb_h5_put_attr(obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v);
-}
-
-int rb_h5_put_f64(hid_t obj, const char *name, double v) {
-    return rb_h5_put_attr(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
-}
-
-int rb_h5_put_str(hid_t obj, const char *name, const char *v) {
-    hid_t t = rb_h5_str_type();
-    const char *s = v ? v : "";
-    int rc = t >= 0 ? rb_h5_put_attr(obj, name, t, t, &s) : -1;
-    rb_h5_close(&t);
-    return rc;
-}
-
-int rb_h5_put_str_array(hid_t obj, const char *name, const char *const *v, size_t n) {
-    const char **tmp = malloc((n ? n : 1) * sizeof *tmp);
-    if (!tmp) return -1;
-    for (size_t i = 0; i < n; i++) tmp[i] = v && v[i] ? v[i] : "";
-    hsize_t dims[1] = {(hsize_t)n};
-    hid_t t = rb_h5_str_type(), sp = H5Screate_simple(1, dims, NULL);
-    int rc = t >= 0 && sp >= 0 ? put_attr_space(obj, name, t, t, sp, tmp) : -1;
-    rb_h5_close(&sp);
-    rb_h5_close(&t);
-    free(tmp);
-    return rc;
-}
-
 int rb_h5_put_dataset(hid_t g, const char *name, int rank, const hsize_t *dims, hid_t ftype, hid_t mtype,
                       const void *data) {
     htri_t ex = H5Lexists(g, name, H5P_DEFAULT);

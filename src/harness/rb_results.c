@@ -672,7 +672,6 @@ int rb_results_put_trace(rb_results *w, const rb_trace *tr, rb_error *err) {
     if (g < 0) rc = werr(w, err, "/calibration");
     for (int i = 0; !rc && i < tr->n; i++) {
         const rb_trace_table *t = tr->tables[i];
-        if (H5Lexists(g, t->name, H5P_DEFAULT) > 0) H5Ldelete(g, t->name, H5P_DEFAULT);
         hsize_t dims[2] = {t->rows, (hsize_t)t->n_cols};
         static const double none = 0;
         if (rb_h5_put_dataset(g, t->name, 2, dims, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, t->rows ? t->data : &none)) {

@@ -45,32 +45,6 @@
 
 /* ---- save ------------------------------------------------------------------------------ */
 
-/* Scalar attribute `name` on obj, stored as ftype from memory type mtype. */
-static int put_attr(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *val) {
-    hid_t sp = H5Screate(H5S_SCALAR), a = -1;
-    int ok = sp >= 0 && (a = H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
-             H5Awrite(a, mtype, val) >= 0;
-    rb_h5_close(&a);
-    rb_h5_close(&sp);
-    return ok ? 0 : -1;
-}
-
-static int put_i32(hid_t obj, const char *name, int v) {
-    int32_t x = v;
-    return put_attr(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT32, &x);
-}
-
-static int put_f64(hid_t obj, const char *name, double v) {
-    return put_attr(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
-}
-
-static int put_str(hid_t obj, const char *name, const char *v) {
-    hid_t t = rb_h5_str_type();
-    int rc = t >= 0 ? put_attr(obj, name, t, t, &v) : -1;
-    rb_h5_close(&t);
-    return rc;
-}
-
 /* Dataset with a Fletcher-32 checksum per chunk of whole rows (about ROTSET_CHUNK_BYTES each), so
  * flipped bits in the numbers are caught on read even where they would pass the orthogonality
  * recheck (a low mantissa bit). Any HDF5 reader decodes it; the filter is built in. */
@@ -96,9 +70,9 @@ static int put_rot(hid_t parent, const char *name, const rb_rot *r, double orth_
     if (g < 0) return -1;
     hsize_t dims[2] = {(hsize_t)r->n, (hsize_t)r->n};
     int hadamard = r->kind == RB_ROT_HADAMARD;
-    int rc = put_str(g, "kind", hadamard ? "hadamard" : "dense");
-    if (!rc) rc = put_i32(g, "n", r->n);
-    if (!rc) rc = put_f64(g, "orth_error", orth_err);
+    int rc = rb_h5_put_str(g, "kind", hadamard ? "hadamard" : "dense");
+    if (!rc) rc = rb_h5_put_i32(g, "n", r->n);
+    if (!rc) rc = rb_h5_put_f64(g, "orth_error", orth_err);
     if (!rc)
         rc = hadamard ? put_dataset(g, "signs", 1, dims, H5T_STD_I8LE, H5T_NATIVE_INT8, r->signs)
                       : put_dataset(g, "R", 2, dims, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, r->R);
@@ -166,9 +140,9 @@ static int put_ruq(hid_t parent, const char *name, const rb_ruq_site *q, double 
     hid_t g = H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0) return -1;
     hsize_t dn[1] = {(hsize_t)q->n}, db[2] = {(hsize_t)q->block, (hsize_t)q->block};
-    int rc = put_i32(g, "n", q->n);
-    if (!rc) rc = put_i32(g, "block", q->block);
-    if (!rc) rc = put_f64(g, "orth_error", orth_err);
+    int rc = rb_h5_put_i32(g, "n", q->n);
+    if (!rc) rc = rb_h5_put_i32(g, "block", q->block);
+    if (!rc) rc = rb_h5_put_f64(g, "orth_error", orth_err);
     if (!rc) rc = put_dataset(g, "scale", 1, dn, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->scale);
     if (!rc) rc = put_dataset(g, "blk0", 2, db, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->blk0);
     if (!rc) rc = put_dataset(g, "perm", 1, dn, H5T_STD_I32LE, H5T_NATIVE_INT32, q->perm);
@@ -249,12 +223,12 @@ int rb_rotset_write_loc(int64_t loc, const rb_rotset *s, const char *path, rb_er
         if (rc) goto out;
     }
     int r3 = s->r3 != 0, r4 = s->r4 != 0, emb = s->emb_center != 0;
-    if (put_str(f, "method", s->method) || put_str(f, "rotbench_version", RB_VERSION) ||
-        put_attr(f, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->seed) || put_i32(f, "dim", s->dim) ||
-        put_i32(f, "head_dim", s->head_dim) || put_i32(f, "hidden_dim", s->hidden_dim) ||
-        put_i32(f, "n_layers", s->n_layers) || put_i32(f, "r3", r3) || put_i32(f, "r4", r4) ||
-        put_i32(f, "emb_center", emb) || put_i32(f, "cross_head", s->cross_head != 0) ||
-        put_f64(f, "max_orth_error", worst)) {
+    if (rb_h5_put_str(f, "method", s->method) || rb_h5_put_str(f, "rotbench_version", RB_VERSION) ||
+        rb_h5_put_u64(f, "seed", s->seed) || rb_h5_put_i32(f, "dim", s->dim) ||
+        rb_h5_put_i32(f, "head_dim", s->head_dim) || rb_h5_put_i32(f, "hidden_dim", s->hidden_dim) ||
+        rb_h5_put_i32(f, "n_layers", s->n_layers) || rb_h5_put_i32(f, "r3", r3) || rb_h5_put_i32(f, "r4", r4) ||
+        rb_h5_put_i32(f, "emb_center", emb) || rb_h5_put_i32(f, "cross_head", s->cross_head != 0) ||
+        rb_h5_put_f64(f, "max_orth_error", worst)) {
         rc = rb_error_set(err, RB_EIO, "%s: writing root attributes failed: %s", path, rb_h5_last_error(d, sizeof d));
         goto out;
     }
