@@ -142,6 +142,8 @@ static int quant_on(const cq_state *s, int site) {
  * site is quantized, x ← Q(x·R)·Rᵀ (the fused model's quantized input seen by unrotated weights). */
 static int learned_site(cq_state *s, cq_rot *r, int learn, const rb_site_info *in, float *x, int cs,
                         rb_error *err) {
+    int quant = quant_on(s, in->site);
+    if (!learn && !quant) return 0; /* nothing to learn from or simulate here */
     size_t rows = (size_t)in->n_seq * in->seq_len * (in->cols / r->n);
     int n = r->n;
     float *Z = scratch(s, rows * (size_t)n, err);
@@ -155,7 +157,7 @@ static int learned_site(cq_state *s, cq_rot *r, int learn, const rb_site_info *i
         s->site_align[in->layer * CS_COUNT + cs] += r->acc.align_sum - a0;
         s->site_rows[in->layer * CS_COUNT + cs] += r->acc.rows - n0;
     }
-    if (quant_on(s, in->site)) {
+    if (quant) {
         if ((rc = rb_quant_site_hook((void *)s->q, in, Z, err))) return rc;
         rb_sgemm(0, 1, (int)rows, n, n, 1.0f, Z, n, r->Rf, n, 0.0f, x, n);
     }
@@ -178,7 +180,6 @@ static int hook(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
     case RB_SITE_MLP_IN: return learned_site(s, &s->r1, s->learn_r1, in, x, CS_MLP, err);
     case RB_SITE_O_IN: return learned_site(s, &s->r2[in->layer], s->learn_r2, in, x, CS_O, err);
     case RB_SITE_V: /* V is produced in the R2 basis (Wv[h] ← R2ᵀ·Wv[h]) and cached there */
-        if (!quant_on(s, in->site)) return 0;
         return learned_site(s, &s->r2[in->layer], 0, in, x, CS_O, err);
     case RB_SITE_K:
         if (!quant_on(s, in->site)) return 0;
