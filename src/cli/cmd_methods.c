@@ -10,8 +10,10 @@ static json_t *method_json(const rb_method *m) {
     for (const rb_method_option *o = m->options; o && o->name; o++)
         json_array_append_new(opts, json_pack("{s:s, s:s, s:s, s:s}", "name", o->name, "kind", o->kind, "default", o->default_value,
                                               "meaning", o->meaning));
-    return json_pack("{s:s, s:s, s:s, s:b, s:o}", "name", m->name, "status", m->status, "description",
-                     m->description, "runnable", m->calibrate != NULL, "options", opts);
+    json_t *tv = json_array();
+    for (const char *const *v = m->test_variants; v && *v; v++) json_array_append_new(tv, json_string(*v));
+    return json_pack("{s:s, s:s, s:s, s:b, s:o, s:o}", "name", m->name, "status", m->status, "description",
+                     m->description, "runnable", m->calibrate != NULL, "options", opts, "test_variants", tv);
 }
 
 int rb_cmd_methods(int argc, char **argv) {

@@ -186,6 +186,8 @@ int rb_cmd_ppl(int argc, char **argv) {
         json_object_set_new(j, "emb_center", json_boolean(pipe.rs->emb_center));
         json_object_set_new(j, "seconds_rotation", json_real(pipe.seconds_rotation));
     }
+    json_object_set_new(j, "blas_core", json_string(rb_blas_corename()));
+    json_object_set_new(j, "threads", json_integer(rb_blas_threads()));
     char *out = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
     printf("%s\n", out);
     free(out);

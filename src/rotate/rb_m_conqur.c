@@ -409,7 +409,9 @@ done:
 }
 
 const rb_method rb_method_conqur = {
-    "conqur", "done ([reading] of the abstract: R1/R2 positions, schedule and options are this harness's reconstruction)",
-    "ConQuR: R1 and per-layer R2 aligned with hypercube corners by online orthogonal Procrustes (SVD) while "
+    .name = "conqur",
+    .status = "done ([reading] of the abstract: R1/R2 positions, schedule and options are this harness's reconstruction)",
+    .description = "ConQuR: R1 and per-layer R2 aligned with hypercube corners by online orthogonal Procrustes (SVD) while "
     "calibration windows stream through the quantized model; Hadamard R3/R4 online",
-    opts, calibrate};
+    .options = opts,
+    .calibrate = calibrate};

@@ -27,6 +27,9 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
     return rc ? rb_error_prefix(err, "R2") : 0;
 }
 
-const rb_method rb_method_hadamard = {"hadamard", "done",
-                                      "QuaRot: random Hadamard R1, Hadamard R2 per layer, online Hadamard R3/R4",
-                                      opts, calibrate};
+const rb_method rb_method_hadamard = {
+    .name = "hadamard",
+    .status = "done",
+    .description = "QuaRot: random Hadamard R1, Hadamard R2 per layer, online Hadamard R3/R4",
+    .options = opts,
+    .calibrate = calibrate};

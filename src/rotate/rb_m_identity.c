@@ -11,4 +11,6 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
     return rb_method_init_set(ctx, "identity", 0, 0, out, err);
 }
 
-const rb_method rb_method_identity = {"identity", "done", "no rotation: R1 = R2 = I (baseline)", opts, calibrate};
+const rb_method rb_method_identity = {
+    .name = "identity", .status = "done", .description = "no rotation: R1 = R2 = I (baseline)", .options = opts,
+    .calibrate = calibrate};

@@ -289,8 +289,14 @@ done:
     return rc;
 }
 
+/* Short runs: pinned numbers do not depend on how far the optimizer got. */
+static const char *const test_variants[] = {"steps=20", "steps=20,plus=on", NULL};
+
 const rb_method rb_method_optrot = {
-    "optrot", "done",
-    "OptRot: R1 and per-layer R2 minimizing sum W^4 of the fused weights by Cayley SGD (data-free); "
+    .name = "optrot",
+    .status = "done",
+    .description = "OptRot: R1 and per-layer R2 minimizing sum W^4 of the fused weights by Cayley SGD (data-free); "
     "OptRot+ (plus=on): weighted by the rotated calibration Hessian diagonal; online Hadamard R3/R4",
-    opts, calibrate};
+    .options = opts,
+    .calibrate = calibrate,
+    .test_variants = test_variants};

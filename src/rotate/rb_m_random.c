@@ -34,7 +34,10 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
     return 0;
 }
 
-const rb_method rb_method_random = {"random", "done",
-                                    "random orthogonal R1 and per-layer R2 (QR of a Gaussian, sign-fixed); "
+const rb_method rb_method_random = {
+    .name = "random",
+    .status = "done",
+    .description = "random orthogonal R1 and per-layer R2 (QR of a Gaussian, sign-fixed); "
                                     "Hadamard R3/R4 online",
-                                    opts, calibrate};
+    .options = opts,
+    .calibrate = calibrate};

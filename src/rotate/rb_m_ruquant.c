@@ -323,11 +323,12 @@ done:
 }
 
 const rb_method rb_method_ruquant = {
-    "ruquant",
-    "stage 1 done; stage 2 (Householder fine-tuning on block output MSE) not implemented: needs gradients through a "
+    .name = "ruquant",
+    .status = "stage 1 done; stage 2 (Householder fine-tuning on block output MSE) not implemented: needs gradients through a "
     "decoder layer",
-    "RUQuant stage 1: per layer and linear input, SmoothQuant scaling and block Householder+Givens maps toward "
+    .description = "RUQuant stage 1: per layer and linear input, SmoothQuant scaling and block Householder+Givens maps toward "
     "uniform targets (zig-zag permutation between two block rotations, one global Householder), online; Hadamard "
     "on Q/K. Stage 2 (Householder fine-tuning on block output MSE) not implemented: needs gradients through a "
     "decoder layer",
-    opts, calibrate};
+    .options = opts,
+    .calibrate = calibrate};

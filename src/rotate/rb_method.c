@@ -17,9 +17,9 @@ extern const rb_method rb_method_identity, rb_method_random, rb_method_hadamard,
 static const rb_method_option no_options[] = {{NULL, NULL, NULL, NULL}};
 
 /* Registered so `rotbench methods` says where it stands. */
-static const rb_method m_respin = {"respinquant", "not implemented",
-                                   "ReSpinQuant: layer-wise rotations with low-rank residual-basis corrections",
-                                   no_options, NULL};
+static const rb_method m_respin = {
+    .name = "respinquant", .status = "not implemented",
+    .description = "ReSpinQuant: layer-wise rotations with low-rank residual-basis corrections", .options = no_options};
 
 const rb_method *const *rb_methods(void) {
     static const rb_method *const all[] = {&rb_method_identity, &rb_method_random, &rb_method_hadamard, &rb_method_optrot,

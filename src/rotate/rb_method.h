@@ -48,6 +48,9 @@ typedef struct rb_method {
     const char *description;
     const rb_method_option *options; /* NULL-name terminated */
     int (*calibrate)(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err); /* NULL: not implemented */
+    /* Cheap option sets ("steps=20,plus=on"; "" = the defaults), NULL-terminated; each is one variant
+     * in the pinned-numbers test (tests/ref/pinned.py). NULL: one run with the defaults. */
+    const char *const *test_variants;
 } rb_method;
 
 /* NULL-terminated registry, in display order. */
