@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "core/rb_file.h"
-#include "eval/rb_calib.h"
-#include "eval/rb_pipeline.h"
+#include "text/rb_calib.h"
+#include "pipeline/rb_pipeline.h"
 #include "model/rb_forward.h"
 #include "model/rb_model.h"
 #include "text/rb_tokenizer.h"

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 
 #include "cli.h"
-#include "rotate/rb_method.h"
+#include "methods/rb_method.h"
 
 static json_t *method_json(const rb_method *m) {
     json_t *opts = json_array();

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/rb_file.h"
-#include "../core/rb_log.h"
-#include "../core/rb_signal.h"
+#include "core/rb_file.h"
+#include "core/rb_log.h"
+#include "core/rb_signal.h"
 
 /* Default bound on hidden states held between layers: windows beyond it are processed in further
  * chunks (each re-reading the weights), so a 70B evaluation fits in memory. */

@@ -2,7 +2,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../core/rb_math.h"
+#include "core/rb_math.h"
 #include "rb_stats.h"
 
 /* Independent double partial sums per reduction (see rb_stats.c). */

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/rb_file.h"
+#include "core/rb_file.h"
 
 /* Independent partial sums in the per-vector reductions: fp reductions only vectorize when written
  * as separate lanes (no -ffast-math). 4 double lanes × 4 sums fill 8 SSE registers; 8 lanes spill

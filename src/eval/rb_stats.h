@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "../core/rb_error.h"
+#include "core/rb_error.h"
 
 /* ---- Mergeable central moments ----------------------------------------------------------- */
 

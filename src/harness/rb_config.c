@@ -14,11 +14,11 @@
 
 #include "core/rb_file.h"
 #include "core/rb_suggest.h"
-#include "eval/rb_calib.h"
+#include "text/rb_calib.h"
 #include "eval/rb_ppl.h"
 #include "harness/rb_config_internal.h"
 #include "harness/rb_sha256.h"
-#include "rotate/rb_method.h"
+#include "methods/rb_method.h"
 #include "quant/rb_qpreset.h"
 #include "quant/rb_quant.h"
 

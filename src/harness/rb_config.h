@@ -57,7 +57,7 @@ typedef struct rb_cfg_calib {
     char *range;     /* "a:b" fractions of the token stream (rb_token_range_parse), default "0:1" */
     int samples;     /* ≥ 1, default 128 */
     int seqlen;      /* ≥ 1, default 2048 */
-    int order;       /* RB_CALIB_* (eval/rb_calib.h), default sequential */
+    int order;       /* RB_CALIB_* (text/rb_calib.h), default sequential */
     int batch;       /* 1 ≤ batch ≤ samples, default 1 */
 } rb_cfg_calib;
 

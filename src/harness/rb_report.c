@@ -8,7 +8,7 @@
 
 #include "core/rb_file.h"
 #include "core/rb_log.h"
-#include "eval/rb_calib.h"
+#include "text/rb_calib.h"
 #include "harness/rb_config.h"
 #include "harness/rb_figure.h"
 #include "harness/rb_index.h"

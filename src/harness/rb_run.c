@@ -11,7 +11,7 @@
 #include "core/rb_file.h"
 #include "core/rb_log.h"
 #include "core/rb_signal.h"
-#include "eval/rb_pipeline.h"
+#include "pipeline/rb_pipeline.h"
 #include "harness/rb_results.h"
 #include "harness/rb_sha256.h"
 #include "quant/rb_qpreset.h"

@@ -3,11 +3,11 @@
 #include <math.h>
 #include <string.h>
 
-#include "../core/rb_blas.h"
-#include "../core/rb_file.h"
-#include "../core/rb_log.h"
-#include "../core/rb_math.h"
-#include "../core/rb_signal.h"
+#include "core/rb_blas.h"
+#include "core/rb_file.h"
+#include "core/rb_log.h"
+#include "core/rb_math.h"
+#include "core/rb_signal.h"
 
 /* Query rows per attention block: bounds the score buffer to QBLOCK×T and lets causal attention
  * skip the key columns after the block (half the FLOPs of a full T×T product). */

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/rb_file.h"
+#include "core/rb_file.h"
 
 /* config.json files are a few KiB; anything this large is not one. */
 #define RB_CONFIG_MAX_BYTES ((size_t)16 << 20)

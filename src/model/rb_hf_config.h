@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "../core/rb_error.h"
+#include "core/rb_error.h"
 #include "rb_model.h"
 
 /* Parses config.json text (`len` bytes; `path` is only used in messages). Required keys:

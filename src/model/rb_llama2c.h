@@ -2,7 +2,7 @@
 #ifndef RB_LLAMA2C_H
 #define RB_LLAMA2C_H
 
-#include "../core/rb_error.h"
+#include "core/rb_error.h"
 #include "rb_model.h"
 
 /* Size of the legacy header: 7 int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads,

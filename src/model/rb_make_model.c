@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/rb_file.h"
-#include "../core/rb_rng.h"
+#include "core/rb_file.h"
+#include "core/rb_rng.h"
 #include "rb_hf_config.h"
 #include "rb_model_internal.h"
 #include "rb_safetensors.h"

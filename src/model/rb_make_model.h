@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/rb_error.h"
+#include "core/rb_error.h"
 #include "rb_model.h"
 
 typedef struct rb_make_model_opts {

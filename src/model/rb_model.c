@@ -7,7 +7,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-#include "../core/rb_half.h"
+#include "core/rb_half.h"
 #include "rb_llama2c.h"
 #include "rb_model_internal.h"
 

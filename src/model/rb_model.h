@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/rb_error.h"
+#include "core/rb_error.h"
 
 typedef struct rb_llama_config {
     int dim;          /* hidden_size */

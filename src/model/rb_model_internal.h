@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/rb_file.h"
+#include "core/rb_file.h"
 #include "rb_model.h"
 #include "rb_safetensors.h"
 

@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/rb_error.h"
-#include "../core/rb_file.h"
+#include "core/rb_error.h"
+#include "core/rb_file.h"
 
 /* The safetensors dtypes. Only F32/F16/BF16 can be converted to fp32; the others are parsed so
  * that files holding e.g. integer buffers next to the weights still validate. */

@@ -1,6 +1,6 @@
 #include "rb_fwht.h"
 
-#include "../core/rb_error.h"
+#include "core/rb_error.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>

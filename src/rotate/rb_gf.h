@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "../core/rb_error.h"
+#include "core/rb_error.h"
 
 /* Largest field this module builds: tables are 8 bytes per element, and a Paley matrix over GF(q)
  * has (q+1)² entries, so anything bigger is useless here. */

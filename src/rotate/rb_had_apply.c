@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/rb_blas.h"
-#include "../core/rb_file.h"
+#include "core/rb_blas.h"
+#include "core/rb_file.h"
 #include "rb_fwht.h"
 #include "rb_hadamard.h"
 

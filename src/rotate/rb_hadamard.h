@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/rb_error.h"
-#include "../core/rb_rng.h"
+#include "core/rb_error.h"
+#include "core/rb_rng.h"
 #include "rb_had_plan.h"
 
 /* ---- ±1 matrices ------------------------------------------------------------------------- */

@@ -5,7 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/rb_blas.h"
+#include "core/rb_blas.h"
+
+
+void rb_orth_identity(double *M, int n) {
+    memset(M, 0, sizeof(double) * (size_t)n * (size_t)n);
+    for (int i = 0; i < n; i++) M[(size_t)i * n + i] = 1.0;
+}
 
 /* SpinQuant's epsilons (train_utils/optimizer.py): row-norm guard of unit() and the ‖W‖₁ guard
  * of the step cap. SpinQuant's unit() divides by ‖v‖ + 1e-8 in fp32, where for unit-norm rows the

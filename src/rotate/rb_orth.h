@@ -9,8 +9,11 @@
 
 #include <stddef.h>
 
-#include "../core/rb_error.h"
-#include "../core/rb_rng.h"
+#include "core/rb_error.h"
+#include "core/rb_rng.h"
+
+/* M [n][n] ← I. */
+void rb_orth_identity(double *M, int n);
 
 /* ---- random orthogonal ------------------------------------------------------------------- */
 

@@ -19,7 +19,7 @@
 
 #include "core/rb_error.h"
 #include "rotate/rb_hadamard.h"
-#include "rotate/rb_ruquant.h"
+#include "rotate/rb_ruq_site.h"
 
 /* Largest ‖RᵀR − I‖_max accepted for a rotation built in double (issue requirement 1e-10). */
 #define RB_ROT_ORTH_TOL 1e-10

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/rb_file.h"
+#include "core/rb_file.h"
 #include "rb_tok_internal.h"
 
 static int ends_with(const char *s, const char *suffix) {

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/rb_error.h"
+#include "core/rb_error.h"
 
 enum { RB_TOK_SPM = 1, RB_TOK_LLAMA2C = 2, RB_TOK_BPE = 3 };
 

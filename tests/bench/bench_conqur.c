@@ -7,7 +7,7 @@
 #include "bench_util.h"
 #include "core/rb_log.h"
 #include "core/rb_rng.h"
-#include "rotate/rb_conqur.h"
+#include "methods/rb_conqur.h"
 #include "rotate/rb_orth.h"
 
 enum { D = 4096, NTOK = 2048, REPS = 3 };

@@ -15,7 +15,7 @@
 #include "core/rb_log.h"
 #include "core/rb_rng.h"
 #include "bench_util.h"
-#include "rotate/rb_optrot.h"
+#include "methods/rb_optrot.h"
 #include "rotate/rb_orth.h"
 
 enum { DIM = 4096, HEADS = 32, HEAD_DIM = 128, HIDDEN = 11008, LAYERS = 32, STEPS = 1000 };

@@ -14,7 +14,7 @@
 #include "core/rb_log.h"
 #include "core/rb_rng.h"
 #include "bench_util.h"
-#include "rotate/rb_ruquant.h"
+#include "methods/rb_ruquant.h"
 
 enum { D = 4096, NTOK = 2048, BLOCK = 128, REPS = 3 };
 

@@ -4,7 +4,7 @@
 
 #include <math.h>
 
-#include "eval/rb_pipeline.h"
+#include "pipeline/rb_pipeline.h"
 #include "eval/rb_ppl.h"
 #include "model/rb_model.h"
 #include "text/rb_tokenizer.h"

@@ -14,9 +14,9 @@
 
 #include <math.h>
 
-#include "eval/rb_calib.h"
+#include "text/rb_calib.h"
 #include "eval/rb_ppl.h"
-#include "eval/rb_pipeline.h"
+#include "pipeline/rb_pipeline.h"
 #include "eval/rb_qeval.h"
 #include "eval/rb_stats.h"
 #include "model/rb_forward.h"

@@ -3,7 +3,7 @@
 #include "cfg_test_util.h"
 
 #include "core/rb_file.h"
-#include "eval/rb_calib.h"
+#include "text/rb_calib.h"
 #include "eval/rb_ppl.h"
 #include "quant/rb_qpreset.h"
 #include "quant/rb_quant.h"

@@ -3,10 +3,10 @@
  * protocols (rb_ppl). Links the whole library. */
 #include "cfg_test_util.h"
 
-#include "eval/rb_calib.h"
+#include "text/rb_calib.h"
 #include "eval/rb_ppl.h"
 #include "quant/rb_qpreset.h"
-#include "rotate/rb_method.h"
+#include "methods/rb_method.h"
 
 static int load1(const char *ov, rb_config *c) {
     rb_error e;

@@ -31,8 +31,8 @@
 #include "core/rb_rng.h"
 #include "core/rb_signal.h"
 #include "rotate/rb_fuse.h"
-#include "rotate/rb_method.h"
-#include "rotate/rb_ruquant.h"
+#include "methods/rb_method.h"
+#include "methods/rb_ruquant.h"
 
 /* Sub-batch rows per forward call (as rb_forward's): enough for sgemm's large-shape rate. */
 #define RUQ_TARGET_ROWS 4096

@@ -15,7 +15,7 @@
 #include "quant/rb_qpreset.h"
 #include "rotate/rb_fuse.h"
 #include "rotate/rb_had_plan.h"
-#include "rotate/rb_method.h"
+#include "methods/rb_method.h"
 
 /* fp32 forward of the same function in two bases: logits differ by rounding only (~1e-6 relative
  * per op over a few layers); the issue's bound. */

@@ -1,4 +1,4 @@
-#include "rotate/rb_method.h"
+#include "methods/rb_method.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,8 +218,7 @@ void rb_method_r1_signs(uint64_t seed, int n, int8_t *s) {
 
 int rb_method_init_rot(int kind, uint64_t seed, const char *stream, int r1, int n, double *R, rb_error *err) {
     if (kind == RB_INIT_IDENTITY) {
-        memset(R, 0, (size_t)n * n * sizeof *R);
-        for (int i = 0; i < n; i++) R[(size_t)i * n + i] = 1.0;
+        rb_orth_identity(R, n);
         return 0;
     }
     if (kind == RB_INIT_RANDOM) {

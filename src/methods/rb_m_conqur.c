@@ -18,9 +18,9 @@
 #include "core/rb_blas.h"
 #include "core/rb_file.h"
 #include "core/rb_log.h"
-#include "rotate/rb_conqur.h"
+#include "methods/rb_conqur.h"
 #include "rotate/rb_fuse.h"
-#include "rotate/rb_method.h"
+#include "methods/rb_method.h"
 #include "rotate/rb_orth.h"
 
 extern const rb_method rb_method_conqur;

@@ -1,6 +1,6 @@
 /* rb_optrot: OptRot / OptRot⁺ loss and gradients (formulas in rb_optrot.h), and the Hessian
  * statistics OptRot⁺ weights them with. */
-#include "rotate/rb_optrot.h"
+#include "methods/rb_optrot.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* identity: no rotation (the unrotated baseline; norms are still folded). */
-#include "rotate/rb_method.h"
+#include "methods/rb_method.h"
 
 static const rb_method_option opts[] = {
     {"r3", "key", "off", "online Hadamard on Q/K after RoPE (per head)"},

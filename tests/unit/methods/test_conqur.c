@@ -8,14 +8,14 @@
 
 #include "core/rb_file.h"
 #include "core/rb_rng.h"
-#include "eval/rb_calib.h"
-#include "eval/rb_pipeline.h"
+#include "text/rb_calib.h"
+#include "pipeline/rb_pipeline.h"
 #include "eval/rb_stats.h"
 #include "model/rb_forward.h"
 #include "quant/rb_qpreset.h"
-#include "rotate/rb_conqur.h"
+#include "methods/rb_conqur.h"
 #include "rotate/rb_fuse.h"
-#include "rotate/rb_method.h"
+#include "methods/rb_method.h"
 #include "rotate/rb_orth.h"
 
 /* Sums of a few products of exact binary fractions: only the float→double steps round. */

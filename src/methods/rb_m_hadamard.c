@@ -3,7 +3,7 @@
  * online Hadamard across heads before o_proj (off by default: SpinQuant's per-head R2 layout). */
 #include <stdlib.h>
 
-#include "rotate/rb_method.h"
+#include "methods/rb_method.h"
 
 static const rb_method_option opts[] = {
     {"seed", "key", "0", "root seed; the R1 sign vector comes from stream rotation.r1"},

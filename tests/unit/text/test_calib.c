@@ -1,7 +1,7 @@
 /* Calibration windows: seeded sampling, token ranges, orders. */
 #include "rb_test.h"
 
-#include "eval/rb_calib.h"
+#include "text/rb_calib.h"
 
 static void test_sample(void **state) {
     (void)state;

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "core/rb_file.h"
-#include "rotate/rb_method.h"
+#include "methods/rb_method.h"
 
 static const rb_method_option opts[] = {
     {"seed", "key", "0", "root seed; R1 from stream rotation.r1, R2 of layer l from rotation.r2.<l>"},

@@ -1,4 +1,4 @@
-#include "eval/rb_pipeline.h"
+#include "pipeline/rb_pipeline.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -6,8 +6,8 @@
 #include "core/rb_blas.h"
 #include "core/rb_file.h"
 #include "core/rb_log.h"
-#include "eval/rb_calib.h"
-#include "rotate/rb_method.h"
+#include "text/rb_calib.h"
+#include "methods/rb_method.h"
 
 /* Text files above this are refused rather than read (WikiText-103 is ~540 MB). */
 #define RB_MAX_TEXT_BYTES ((size_t)4 << 30)

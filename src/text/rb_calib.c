@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/rb_rng.h"
+#include "core/rb_rng.h"
 
 int rb_calib_sample(const int32_t *tokens, size_t n, int samples, int seqlen, uint64_t seed, int32_t **out,
                     rb_error *err) {

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/rb_error.h"
+#include "core/rb_error.h"
 
 /* `samples` windows of `seqlen` tokens at uniformly random starts in [0, n − seqlen] (QuaRot/GPTQ
  * `get_wikitext2` convention; windows may overlap), drawn from the rb_rng stream "calib.sample" of

@@ -1,4 +1,4 @@
-#include "rotate/rb_conqur.h"
+#include "methods/rb_conqur.h"
 
 #include <math.h>
 #include <string.h>

@@ -19,8 +19,8 @@
 #include "core/rb_rng.h"
 #include "core/rb_signal.h"
 #include "rotate/rb_fuse.h"
-#include "rotate/rb_method.h"
-#include "rotate/rb_optrot.h"
+#include "methods/rb_method.h"
+#include "methods/rb_optrot.h"
 #include "rotate/rb_orth.h"
 
 /* After every Cayley step the iterate is pulled back to orthogonality by Newton–Schulz steps
