@@ -13,6 +13,7 @@
 #include "model/rb_forward.h"
 #include "model/rb_model.h"
 #include "text/rb_tokenizer.h"
+#include "model/rb_stream.h"
 
 #define RB_TEST_STORIES_MODEL "stories260K/hf"
 #define RB_TEST_STORIES_TEXT "wikitext-2/wiki.test.raw"

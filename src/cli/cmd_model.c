@@ -9,6 +9,7 @@
 #include "model/rb_make_model.h"
 #include "model/rb_model.h"
 #include "rotate/rb_had_plan.h"
+#include "model/rb_stream.h"
 
 static json_t *had_plan_json(const char *what, long n) {
     rb_had_plan p;

@@ -7,6 +7,7 @@
 #include "core/rb_file.h"
 #include "core/rb_log.h"
 #include "core/rb_signal.h"
+#include "model/rb_stream.h"
 
 /* Default bound on hidden states held between layers: windows beyond it are processed in further
  * chunks (each re-reading the weights), so a 70B evaluation fits in memory. */

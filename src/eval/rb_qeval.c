@@ -7,9 +7,7 @@
 #include "core/rb_file.h"
 #include "core/rb_log.h"
 #include "core/rb_signal.h"
-
-/* Rows per layer sub-batch (as rb_forward's): enough for sgemm's large-shape rate. */
-#define QE_TARGET_ROWS 4096
+#include "model/rb_stream.h"
 
 static const char *const lin_names[RB_LIN_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                     "gate_proj", "up_proj", "down_proj"};
@@ -69,33 +67,6 @@ static int hook_hessian(void *ctx, const rb_site_info *in, float *x, rb_error *e
     return 1;
 }
 
-/* ---- streams ---- */
-
-typedef struct stream {
-    float *h; /* [n_seq*T][dim] */
-    int n_seq, T;
-} stream;
-
-/* Pushes a stream through one layer in sub-batches. With `scratch` the stream is not modified:
- * each sub-batch runs on a copy (used by the Hessian passes, which stop early). */
-static int stream_layer(rb_forward *f, const rb_layer_weights *w, int layer, stream *s, const rb_hooks *hk,
-                        float *scratch, rb_error *err) {
-    int per = QE_TARGET_ROWS / s->T;
-    if (per < 1) per = 1;
-    size_t d = (size_t)f->cfg.dim;
-    for (int s0 = 0; s0 < s->n_seq; s0 += per) {
-        int ns = s->n_seq - s0 < per ? s->n_seq - s0 : per;
-        float *h = s->h + (size_t)s0 * s->T * d;
-        if (scratch) {
-            memcpy(scratch, h, sizeof(float) * (size_t)ns * s->T * d);
-            h = scratch;
-        }
-        int rc = rb_forward_layer(f, w, layer, h, ns, s->T, s0, hk, err);
-        if (rc < 0) return rc;
-    }
-    return 0;
-}
-
 /* Sequential GPTQ groups: the site whose inputs feed them and their linears. */
 static const struct {
     int site, n, lin[3];
@@ -106,7 +77,7 @@ static const struct {
     {RB_SITE_DOWN_IN, 1, {RB_LIN_DOWN}},
 };
 
-static int quantize_layer_gptq(rb_forward *f, rb_layer_weights *wq, int layer, stream *cal, qe_ctx *qc,
+static int quantize_layer_gptq(rb_forward *f, rb_layer_weights *wq, int layer, rb_stream *cal, qe_ctx *qc,
                                const rb_hooks *online, float *copy, rb_qeval_result *res, rb_error *err) {
     const rb_llama_config *c = &f->cfg;
     const rb_quant_cfg *q = qc->q;
@@ -120,7 +91,7 @@ static int quantize_layer_gptq(rb_forward *f, rb_layer_weights *wq, int layer, s
         if (online) hk = *online; else rb_hooks_init(&hk);
         qc->hess = &h;
         rb_hooks_add(&hk, gptq_groups[g].site, hook_hessian, qc);
-        if ((rc = stream_layer(f, wq, layer, cal, &hk, copy, err))) {
+        if ((rc = rb_stream_layer(f, wq, layer, cal, &hk, copy, err))) {
             rb_hessian_free(&h);
             return rc;
         }
@@ -198,7 +169,7 @@ void rb_qeval_result_free(rb_qeval_result *r) {
 
 /* Final norm + lm_head + NLL (+ KL against the FP stream) for every window. */
 static int score_windows(const rb_weights_src *src, const rb_llama_config *c, const int32_t *win, int W, int T,
-                         int first, stream *sq, stream *sf, rb_qeval_result *res, rb_error *err) {
+                         int first, rb_stream *sq, rb_stream *sf, rb_qeval_result *res, rb_error *err) {
     size_t d = (size_t)c->dim, V = (size_t)c->vocab_size;
     size_t lrows = T - 1 - first < 512 ? (size_t)(T - 1 - first) : 512;
     float *norm = rb_alloc(d * sizeof(float)), *head = rb_alloc(V * d * sizeof(float));
@@ -271,15 +242,14 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
             return rb_error_set(err, RB_EINVAL, "qeval: token id %d is outside the vocabulary (%d)", win[i],
                                 c->vocab_size);
         }
-    stream sq = {NULL, W, T}, sf = {NULL, W, T}, sc = {NULL, gptq ? o->calib_n : 0, o->calib_T};
+    rb_stream sq = {NULL, W, T, 0}, sf = {NULL, W, T, 0}, sc = {NULL, gptq ? o->calib_n : 0, o->calib_T, 0};
     rb_forward f = {0};
     rb_layer_weights wf = {0}, wq = {0};
     float *copy = NULL;
     qe_ctx qc = {.q = q, .res = res, .stats = o->stats};
     int maxT = T > sc.T && gptq ? T : (gptq ? sc.T : T);
-    int per = QE_TARGET_ROWS / maxT;
-    if (per < 1) per = 1;
-    int max_rows = per * maxT;
+    size_t max_rows = rb_stream_batch_rows(T, W);
+    if (gptq && rb_stream_batch_rows(sc.T, sc.n_seq) > max_rows) max_rows = rb_stream_batch_rows(sc.T, sc.n_seq);
     int widest = c->hidden_dim > c->n_heads * c->head_dim ? c->hidden_dim : c->n_heads * c->head_dim;
     if (widest < c->dim) widest = c->dim;
 
@@ -293,7 +263,7 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
     sq.h = rb_alloc((size_t)W * T * d * sizeof(float));
     if (o->fp_ref) sf.h = rb_alloc((size_t)W * T * d * sizeof(float));
     if (gptq) sc.h = rb_alloc((size_t)sc.n_seq * sc.T * d * sizeof(float));
-    copy = rb_alloc((size_t)max_rows * (size_t)widest * sizeof(float));
+    copy = rb_alloc(max_rows * (size_t)widest * sizeof(float));
     qc.scratch = copy;
     if (!res->q.win_nll || !res->q.win_scored || (o->fp_ref && (!res->fp.win_nll || !res->fp.win_scored || !res->win_kl)) ||
         !sq.h || (o->fp_ref && !sf.h) || (gptq && !sc.h) || !copy) {
@@ -302,7 +272,7 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
     }
     result_alloc_stats(res, c, o->stats, err, &rc);
     if (rc) goto done;
-    if ((rc = rb_forward_init(&f, c, maxT, max_rows, err))) goto done;
+    if ((rc = rb_forward_init(&f, c, maxT, (int)max_rows, err))) goto done;
     if ((rc = rb_layer_weights_init(&wf, c, err)) || (rc = rb_layer_weights_init(&wq, c, err))) goto done;
     if ((rc = src->embed(src->ctx, win, (size_t)W * T, sq.h, err))) goto done;
     if (sf.h) memcpy(sf.h, sq.h, (size_t)W * T * d * sizeof(float));
@@ -344,10 +314,10 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
                 rb_weight_err_compute(w0, w1, r, k, &we);
                 lr->w_relerr = we.rel;
             }
-        if (sf.h && (rc = stream_layer(&f, &wf, l, &sf, &hk_fp, NULL, err))) goto done;
-        if ((rc = stream_layer(&f, &wq, l, &sq, &hk_q, NULL, err))) goto done;
+        if (sf.h && (rc = rb_stream_layer(&f, &wf, l, &sf, &hk_fp, NULL, err))) goto done;
+        if ((rc = rb_stream_layer(&f, &wq, l, &sq, &hk_q, NULL, err))) goto done;
         if (sf.h) rb_relerr_add(&res->layer_mse[l], sf.h, sq.h, (size_t)W * T, c->dim, d);
-        if (gptq && (rc = stream_layer(&f, &wq, l, &sc, o->online, NULL, err))) goto done;
+        if (gptq && (rc = rb_stream_layer(&f, &wq, l, &sc, o->online, NULL, err))) goto done;
         rb_progress_step(&prog, 1);
         if (rb_interrupted()) {
             rc = rb_error_set(err, RB_EINTERRUPTED, "interrupted after layer %d of %d", l + 1, c->n_layers);

@@ -22,6 +22,7 @@
 #include "rotate/rb_fuse.h"
 #include "methods/rb_method.h"
 #include "rotate/rb_orth.h"
+#include "model/rb_stream.h"
 
 extern const rb_method rb_method_conqur;
 

@@ -30,12 +30,11 @@
 #include "core/rb_log.h"
 #include "core/rb_rng.h"
 #include "core/rb_signal.h"
+#include "model/rb_stream.h"
 #include "rotate/rb_fuse.h"
 #include "methods/rb_method.h"
 #include "methods/rb_ruquant.h"
 
-/* Sub-batch rows per forward call (as rb_forward's): enough for sgemm's large-shape rate. */
-#define RUQ_TARGET_ROWS 4096
 /* Upper bounds on the integer options: far beyond RUQuant's settings (K 16, λ 3), low enough that
  * a typo cannot turn calibration into hours of work. */
 #define RUQ_MAX_STEPS 4096
@@ -134,28 +133,16 @@ typedef struct calib {
     rb_layer_weights w;
     const rb_quant_cfg *q; /* NULL: FP stream */
     rb_hooks on;           /* online transforms (R3, RUQuant) */
-    float *h;              /* [S][T][dim] stream */
-    float *scratch;        /* [per·T][dim] copy for partial forwards */
+    rb_stream s;           /* the calibration hidden states [S][T][dim] */
+    float *scratch;        /* [one sub-batch][dim] copy for partial forwards */
     double *wmax;          /* [max width] */
     collect col;
-    int S, T, per;
 } calib;
 
 /* Pushes the stream through layer l with hooks hk; with `partial` each sub-batch runs on a copy
  * (the hooks stop it at a site) and the stream is left unchanged. */
 static int run_layer(calib *st, int l, const rb_hooks *hk, int partial, rb_error *err) {
-    size_t d = (size_t)st->c->dim;
-    for (int s0 = 0; s0 < st->S; s0 += st->per) {
-        int ns = st->S - s0 < st->per ? st->S - s0 : st->per;
-        float *h = st->h + (size_t)s0 * st->T * d;
-        if (partial) {
-            memcpy(st->scratch, h, sizeof(float) * (size_t)ns * st->T * d);
-            h = st->scratch;
-        }
-        int rc = rb_forward_layer(&st->fw, &st->w, l, h, ns, st->T, s0, hk, err);
-        if (rc < 0) return rc;
-    }
-    return 0;
+    return rb_stream_layer(&st->fw, &st->w, l, &st->s, hk, partial ? st->scratch : NULL, err);
 }
 
 /* Layer l's weights through the fused source (with every site fitted so far), then RTN when the
@@ -177,10 +164,10 @@ static rb_hooks hooks_for(calib *st, int k) {
     return hk;
 }
 
-/* Embeddings of the windows into st->h: all of them, or their element-wise mean (pseudo). */
+/* Embeddings of the windows into the stream: all of them, or their element-wise mean (pseudo). */
 static int embed_stream(calib *st, const rb_method_ctx *ctx, int pseudo, rb_error *err) {
-    size_t d = (size_t)st->c->dim, T = (size_t)st->T;
-    if (!pseudo) return st->src.embed(st->src.ctx, ctx->calib, (size_t)st->S * T, st->h, err);
+    size_t d = (size_t)st->c->dim, T = (size_t)st->s.T;
+    if (!pseudo) return st->src.embed(st->src.ctx, ctx->calib, (size_t)st->s.n_seq * T, st->s.h, err);
     double *acc = calloc(T * d, sizeof *acc);
     float *e = rb_alloc(T * d * sizeof(float));
     int rc = acc && e ? 0 : rb_error_set(err, RB_ENOMEM, "ruquant: out of memory for the pseudo-sequence");
@@ -188,7 +175,7 @@ static int embed_stream(calib *st, const rb_method_ctx *ctx, int pseudo, rb_erro
         if ((rc = st->src.embed(st->src.ctx, ctx->calib + (size_t)i * T, T, e, err))) break;
         for (size_t q = 0; q < T * d; q++) acc[q] += e[q];
     }
-    for (size_t q = 0; q < T * d && !rc; q++) st->h[q] = (float)(acc[q] / ctx->calib_n);
+    for (size_t q = 0; q < T * d && !rc; q++) st->s.h[q] = (float)(acc[q] / ctx->calib_n);
     free(acc);
     rb_free(e);
     return rc;
@@ -198,7 +185,7 @@ static void calib_free(calib *st) {
     rb_fused_free(&st->fused);
     rb_forward_free(&st->fw);
     rb_layer_weights_free(&st->w);
-    rb_free(st->h);
+    rb_free(st->s.h);
     rb_free(st->scratch);
     free(st->wmax);
     rb_free(st->col.X);
@@ -235,7 +222,7 @@ static int calibrate_layer(calib *st, int l, const ruq_opts *o, uint64_t seed, r
         st->col.width = site_width(st->c, k);
         rb_hooks hk = hooks_for(st, k);
         if ((rc = run_layer(st, l, &hk, 1, err))) return rc;
-        RB_ASSERT(st->col.rows == (size_t)st->S * st->T);
+        RB_ASSERT(st->col.rows == (size_t)st->s.n_seq * st->s.T);
         rb_ruq_fit_opts fo = o->fit;
         fo.block = rb_ruq_block_for(st->col.width, o->fit.block);
         char name[96];
@@ -274,16 +261,15 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
             rb_info("ruquant: %s width %d: block %d (the largest divisor of the width <= %d)", rb_ruq_site_name(k), w, b,
                     o.fit.block);
     }
-    calib st = {.c = c, .S = o.pseudo ? 1 : ctx->calib_n, .T = ctx->calib_T};
+    calib st = {.c = c, .s = {NULL, o.pseudo ? 1 : ctx->calib_n, ctx->calib_T, 0}};
     st.q = o.calib_quant && rb_quant_cfg_active(ctx->quant) ? ctx->quant : NULL;
-    st.per = RUQ_TARGET_ROWS / st.T > 0 ? RUQ_TARGET_ROWS / st.T : 1;
-    if (st.per > st.S) st.per = st.S;
+    size_t batch_rows = rb_stream_batch_rows(st.s.T, st.s.n_seq);
     int widest = c->dim;
     for (int k = 0; k < RB_RUQ_NSITES; k++) widest = site_width(c, k) > widest ? site_width(c, k) : widest;
-    size_t rows = (size_t)st.S * st.T, d = (size_t)c->dim;
+    size_t rows = (size_t)st.s.n_seq * st.s.T, d = (size_t)c->dim;
     rb_info("ruquant: %d calibration sequence%s of %d tokens (%s), stream %s; holds %.1f MiB (hidden states %.1f, "
             "site inputs %.1f)",
-            st.S, st.S > 1 ? "s" : "", st.T, o.pseudo ? "pseudo-sequence: mean of the windows" : "all windows",
+            st.s.n_seq, st.s.n_seq > 1 ? "s" : "", st.s.T, o.pseudo ? "pseudo-sequence: mean of the windows" : "all windows",
             st.q ? st.q->name : "full precision", (rows * d * 4.0 + rows * widest * 8.0) / 1048576.0,
             rows * d * 4.0 / 1048576.0, rows * widest * 8.0 / 1048576.0);
     rb_trace_table *tt = NULL;
@@ -297,15 +283,15 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
     rb_hooks_init(&st.on);
     rb_fused_add_online_hooks(&st.fused, &st.on);
     st.col.cap = rows;
-    st.h = rb_alloc(rows * d * sizeof(float));
-    st.scratch = rb_alloc((size_t)st.per * st.T * d * sizeof(float));
+    st.s.h = rb_alloc(rows * d * sizeof(float));
+    st.scratch = rb_alloc(batch_rows * d * sizeof(float));
     st.wmax = malloc(sizeof(double) * (size_t)widest);
     st.col.X = rb_alloc(rows * (size_t)widest * sizeof(double));
-    if (!st.h || !st.scratch || !st.wmax || !st.col.X) {
+    if (!st.s.h || !st.scratch || !st.wmax || !st.col.X) {
         rc = rb_error_set(err, RB_ENOMEM, "ruquant: out of memory for %zu calibration rows", rows);
         goto done;
     }
-    if ((rc = rb_forward_init(&st.fw, c, st.T, st.per * st.T, err)) || (rc = rb_layer_weights_init(&st.w, c, err)) ||
+    if ((rc = rb_forward_init(&st.fw, c, st.s.T, (int)batch_rows, err)) || (rc = rb_layer_weights_init(&st.w, c, err)) ||
         (rc = embed_stream(&st, ctx, o.pseudo, err)))
         goto done;
     rb_progress prog;

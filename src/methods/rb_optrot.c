@@ -8,6 +8,7 @@
 
 #include "core/rb_blas.h"
 #include "core/rb_file.h"
+#include "model/rb_stream.h"
 
 /* Calibration forward: windows per rb_llama_hidden call are limited so that their hidden states
  * stay below this (each call reloads every layer, so larger chunks only save reloads). */

@@ -12,8 +12,6 @@
 /* Query rows per attention block: bounds the score buffer to QBLOCK×T and lets causal attention
  * skip the key columns after the block (half the FLOPs of a full T×T product). */
 #define RB_ATT_QBLOCK 256
-/* Rows per layer sub-batch: enough for sgemm to reach its large-shape rate (PERF: T ≥ 512). */
-#define RB_FWD_TARGET_ROWS 4096
 
 static const char *const site_names[RB_SITE_COUNT] = {"attn_in", "q", "k", "v", "o_in", "mlp_in", "down_in"};
 
@@ -265,45 +263,4 @@ void rb_nll_rows(const float *logits, size_t rows, int vocab, const int32_t *tar
 void rb_llama_logits(const float *hn, size_t rows, const float *lm_head, const rb_llama_config *c, float *out) {
     rb_sgemm(0, 1, (int)rows, c->vocab_size, c->dim, 1.0f, hn, c->dim,
                 lm_head, c->dim, 0.0f, out, c->vocab_size);
-}
-
-int rb_llama_hidden(const rb_weights_src *src, const rb_llama_config *c, const int32_t *ids, int n_seq,
-                    int T, int seq_base, const rb_hooks *hooks, float *hn, rb_error *err) {
-    size_t rows = (size_t)n_seq * T;
-    int seqs_per_batch = RB_FWD_TARGET_ROWS / T;
-    if (seqs_per_batch < 1) seqs_per_batch = 1;
-    if (seqs_per_batch > n_seq) seqs_per_batch = n_seq;
-    rb_forward f;
-    rb_layer_weights w;
-    int rc = rb_forward_init(&f, c, T, seqs_per_batch * T, err);
-    if (rc) return rc;
-    if ((rc = rb_layer_weights_init(&w, c, err))) {
-        rb_forward_free(&f);
-        return rc;
-    }
-    float *norm = rb_alloc((size_t)c->dim * sizeof(float));
-    if (!norm) {
-        rc = rb_error_set(err, RB_ENOMEM, "forward: out of memory");
-        goto done;
-    }
-    if ((rc = src->embed(src->ctx, ids, rows, hn, err))) goto done;
-    for (int l = 0; l < c->n_layers; l++) {
-        if ((rc = src->load_layer(src->ctx, l, &w, err))) goto done;
-        for (int s0 = 0; s0 < n_seq; s0 += seqs_per_batch) {
-            int ns = n_seq - s0 < seqs_per_batch ? n_seq - s0 : seqs_per_batch;
-            rc = rb_forward_layer(&f, &w, l, hn + (size_t)s0 * T * c->dim, ns, T, seq_base + s0, hooks, err);
-            if (rc) goto done;
-        }
-        if (rb_interrupted()) {
-            rc = rb_error_set(err, RB_EINTERRUPTED, "interrupted after layer %d of %d", l + 1, c->n_layers);
-            goto done;
-        }
-    }
-    if ((rc = src->load_final_norm(src->ctx, norm, err))) goto done;
-    rb_rmsnorm(hn, hn, norm, rows, c->dim, c->rms_eps);
-done:
-    rb_free(norm);
-    rb_layer_weights_free(&w);
-    rb_forward_free(&f);
-    return rc;
 }

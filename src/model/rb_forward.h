@@ -108,13 +108,6 @@ void rb_rmsnorm(float *out, const float *x, const float *g, size_t rows, int dim
  * in double. */
 void rb_nll_rows(const float *logits, size_t rows, int vocab, const int32_t *targets, double *nll);
 
-/* Full forward of n_seq sequences of T tokens (ids[n_seq*T]) layer-major, leaving the final-normed
- * hidden states in hn[n_seq*T][dim] (caller-allocated). Memory: one layer of weights + the hidden
- * states + scratch for one sub-batch of rows. `seq_base` is the global index of ids' first sequence
- * (reported to hooks as seq_offset). */
-int rb_llama_hidden(const rb_weights_src *src, const rb_llama_config *c, const int32_t *ids, int n_seq,
-                    int T, int seq_base, const rb_hooks *hooks, float *hn, rb_error *err);
-
 /* Logits of the rows of hn: out[rows][vocab] = hn · lm_headᵀ (one sgemm). */
 void rb_llama_logits(const float *hn, size_t rows, const float *lm_head, const rb_llama_config *c,
                      float *out);

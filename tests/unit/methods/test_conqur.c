@@ -17,6 +17,7 @@
 #include "rotate/rb_fuse.h"
 #include "methods/rb_method.h"
 #include "rotate/rb_orth.h"
+#include "model/rb_stream.h"
 
 /* Sums of a few products of exact binary fractions: only the float→double steps round. */
 #define HAND_TOL 1e-6
