@@ -36,24 +36,7 @@ static int write_nll_tsv(const char *path, const rb_ppl_result *r, rb_error *err
 }
 
 
-/* "--rot-opt a=1,b=x" → name/value arrays (one allocation: *buf holds the split copy). */
 #define RB_MAX_ROT_OPTS 32
-static int split_rot_opts(const char *spec, char **buf, const char **names, const char **vals, int *n, rb_error *err) {
-    *n = 0;
-    *buf = NULL;
-    if (!spec) return 0;
-    if (!(*buf = strdup(spec))) return rb_error_set(err, RB_ENOMEM, "out of memory");
-    for (char *save = NULL, *tok = strtok_r(*buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(tok, '=');
-        if (!eq || eq == tok || !eq[1])
-            return rb_error_set(err, RB_EINVAL, "ppl: --rot-opt: expected NAME=VALUE[,NAME=VALUE...], got '%s'", tok);
-        if (*n == RB_MAX_ROT_OPTS) return rb_error_set(err, RB_EINVAL, "ppl: --rot-opt: more than %d options", RB_MAX_ROT_OPTS);
-        *eq = 0;
-        names[*n] = tok;
-        vals[(*n)++] = eq + 1;
-    }
-    return 0;
-}
 
 typedef struct ppl_args {
     const char *text, *tokp, *proto, *nll_out, *quant, *walgo, *calib, *calib_range, *text_range, *stats;
@@ -134,7 +117,10 @@ int rb_cmd_ppl(int argc, char **argv) {
                          .rotation = p.rotation, .r3 = p.r3, .r4 = p.r4, .cross_head = p.cross_head,
                          .emb_center = p.emb_center, .calib_batch = (int)p.calib_batch};
     const char *opt_names[RB_MAX_ROT_OPTS], *opt_vals[RB_MAX_ROT_OPTS];
-    if (split_rot_opts(p.rot_opts, &opt_buf, opt_names, opt_vals, &spec.n_rot_opts, &err)) goto fail;
+    if (rb_method_split_opts(p.rot_opts, &opt_buf, opt_names, opt_vals, RB_MAX_ROT_OPTS, &spec.n_rot_opts, &err)) {
+        rb_error_prefix(&err, "ppl: --rot-opt");
+        goto fail;
+    }
     spec.rot_opt_names = opt_names;
     spec.rot_opt_values = opt_vals;
     if (p.proto && (spec.ppl.protocol = rb_ppl_protocol_from_name(p.proto)) < 0) {

@@ -41,9 +41,6 @@ static const senum e_wgroup[] = {{"channel", RB_QGRAN_CHANNEL}, {"tensor", RB_QG
 static const senum e_agroup[] = {{"token", RB_QGRAN_TOKEN}, {"head", RB_QGRAN_HEAD}, {NULL, 0}};
 static const senum e_kvgroup[] = {{"head", RB_QGRAN_HEAD}, {"token", RB_QGRAN_TOKEN}, {NULL, 0}};
 static const senum e_algo[] = {{"rtn", RB_WALGO_RTN}, {"gptq", RB_WALGO_GPTQ}, {NULL, 0}};
-/* The rotation registry of src/rotate/rb_method.c, in its order. */
-static const senum e_method[] = {{"identity", 0}, {"random", 1},  {"hadamard", 2},    {"optrot", 3},
-                                 {"ruquant", 4},  {"conqur", 5},  {"respinquant", 6}, {NULL, 0}};
 static const senum e_metrics[] = {
     {"kurtosis", RB_METRIC_KURTOSIS}, {"mse", RB_METRIC_MSE}, {"kl", RB_METRIC_KL}, {NULL, 0}};
 /* The presets of src/quant/rb_qpreset.c: name, then bits of weights, activations, KV cache. */
@@ -104,7 +101,7 @@ static const sentry s_kv[] = {S("bits", T_BITS, 0, "16", QT(kv, bits)), S("sym",
 static const sentry s_quant[] = {SE("preset", T_ESTR, F_OPT | F_NOCASE, NULL, OFF(quant.preset), e_preset),
                                  SM("w", 0, NOAUX, s_w), SM("a", 0, NOAUX, s_a), SM("kv", 0, NOAUX, s_kv), E_END};
 static const sentry s_rotation[] = {
-    SE("method", T_ESTR, 0, "identity", OFF(rotation.method), e_method),
+    S("method", T_METHOD, 0, "identity", OFF(rotation.method)),
     S("r3", T_BOOL, F_OPT, NULL, OFF(rotation.r3)),
     S("r4", T_BOOL, F_OPT, NULL, OFF(rotation.r4)),
     S("cross_head", T_BOOL, 0, "false", OFF(rotation.cross_head)),
@@ -182,11 +179,6 @@ static const char *got(const rb_ynode *n, char *buf, size_t cap) {
     return buf;
 }
 
-static void enum_list(const senum *en, char *buf, size_t cap) {
-    size_t k = 0;
-    buf[0] = 0;
-    for (int i = 0; en[i].name && k < cap; i++) k += (size_t)snprintf(buf + k, cap - k, "%s%s", i ? ", " : "", en[i].name);
-}
 
 static int want_scalar(vctx *v, const rb_ynode *n, const char *what) {
     char g[256];
@@ -231,17 +223,27 @@ static int lookup_enum(const senum *en, const char *s, int nocase) {
     return -1;
 }
 
-static int fail_enum(vctx *v, const rb_ynode *n, const senum *en, const char *extra) {
+/* "expected one of a, b, c<extra>, got X (did you mean 'b'?)" for the k accepted names. */
+static int fail_names(vctx *v, const rb_ynode *n, const char *const *names, size_t k, const char *extra) {
     char list[512], g[256], hint[128] = "";
-    enum_list(en, list, sizeof list);
+    size_t len = 0;
+    list[0] = 0;
+    for (size_t i = 0; i < k && len < sizeof list; i++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", names[i]);
     if (n->kind == RB_YSCALAR) {
-        const char *names[32];
-        size_t k = 0;
-        for (; en[k].name && k < 32; k++) names[k] = en[k].name;
         const char *s = rb_suggest(n->str, names, k);
         if (s) snprintf(hint, sizeof hint, " (did you mean '%s'?)", s);
     }
     return fail(v, n, "expected one of %s%s, got %s%s", list, extra, got(n, g, sizeof g), hint);
+}
+
+#define MAX_NAMES 64
+
+static int fail_enum(vctx *v, const rb_ynode *n, const senum *en, const char *extra) {
+    const char *names[MAX_NAMES];
+    size_t k = 0;
+    for (; en[k].name && k < MAX_NAMES; k++) names[k] = en[k].name;
+    return fail_names(v, n, names, k, extra);
 }
 
 static int is_name(const char *s) {
@@ -496,6 +498,17 @@ static int conv_scalar(vctx *v, const sentry *e, const rb_ynode *n, char *base) 
         if (k < 0) return fail_enum(v, n, e->en, "");
         if (e->type == T_ENUM) *(int *)(base + e->off) = e->en[k].value;
         else *(const char **)(base + e->off) = e->en[k].name;
+        return 0;
+    }
+    case T_METHOD: {
+        const rb_method *m = n->kind == RB_YSCALAR ? rb_method_find(n->str) : NULL;
+        if (!m) {
+            const char *names[MAX_NAMES];
+            size_t k = 0;
+            for (const rb_method *const *p = rb_methods(); *p && k < MAX_NAMES; p++) names[k++] = (*p)->name;
+            return fail_names(v, n, names, k, "");
+        }
+        *(const char **)(base + e->off) = m->name;
         return 0;
     }
     case T_GROUP: {

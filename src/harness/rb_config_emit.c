@@ -45,7 +45,8 @@ static int is_set(const sentry *e, const char *base) {
     if (e->aux != NOAUX) return *(const int *)(base + e->aux);
     switch (e->type) {
     case T_BOOL: return *(const int *)(base + e->off) >= 0;
-    case T_ESTR: return *(const char *const *)(base + e->off) != NULL;
+    case T_ESTR:
+    case T_METHOD: return *(const char *const *)(base + e->off) != NULL;
     default: return *(char *const *)(base + e->off) != NULL;
     }
 }
@@ -66,7 +67,8 @@ static void emit_value(rb_ybuf *b, const sentry *e, const char *base) {
     case T_STR:
     case T_NAME:
     case T_RANGE: rb_ybuf_str(b, *(char *const *)(base + e->off)); break;
-    case T_ESTR: rb_ybuf_str(b, *(const char *const *)(base + e->off)); break;
+    case T_ESTR:
+    case T_METHOD: rb_ybuf_str(b, *(const char *const *)(base + e->off)); break;
     case T_INT:
     case T_BITS: rb_ybuf_printf(b, "%d", *(const int *)(base + e->off)); break;
     case T_U64: rb_ybuf_printf(b, "%llu", (unsigned long long)*(const uint64_t *)(base + e->off)); break;

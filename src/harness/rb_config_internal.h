@@ -20,6 +20,7 @@ enum {
     T_BOOL,    /* true | false */
     T_ENUM,    /* name → int value */
     T_ESTR,    /* name → static const char * (the table's spelling) */
+    T_METHOD,  /* a registered rotation method (methods/rb_method.h) → its static name */
     T_BITS,    /* 2,3,4,5,6,8,16 */
     T_GROUP,   /* enum name or an integer > 0 (RB_QGRAN_GROUP); off = the rb_cfg_qtensor */
     T_CLIP,    /* float in (0, 1], or "search" with F_SEARCH; off = the rb_cfg_qtensor */

@@ -14,6 +14,7 @@
 #include "harness/rb_index.h"
 #include "harness/rb_results.h"
 #include "harness/rb_table.h"
+#include "methods/rb_method.h"
 #include "model/rb_forward.h"
 
 #define MAX_GROUPS 64
@@ -333,30 +334,22 @@ int rb_report_plot(const char *dir, const char *quant, int *n_out, rb_error *err
         snprintf(xlabel, sizeof xlabel, "calibration %s%s", abl[a], a == 1 ? " (windows per batch)" : a == 2 ? " (windows)" : "");
         rc = cat_save(cp, figdir, name, title, xlabel, "perplexity (first eval corpus)", n_out, err);
     }
-    /* learned methods: their per-update logs (mean over the runs sharing a label) */
-    static const char *const win = "calibration windows seen (the rotations are re-solved after each batch)";
-    static const struct {
-        const char *table, *xcol, *col, *name, *title, *xlabel, *ylabel;
-        int normalize;
-    } tr[] = {
-        {"conqur", "windows", "align_r1", "conqur_align_r1", "ConQuR: corner alignment at the R1 sites during calibration",
-         win, "mean |x^R|_1 / (sqrt(d)|x|) over the batch, before its update", 0},
-        {"conqur", "windows", "align_r2", "conqur_align_r2",
-         "ConQuR: corner alignment at the R2 sites (per head) during calibration", win,
-         "mean |x^R|_1 / (sqrt(d_h)|x|) over the batch, before its update", 0},
-        {"conqur", "windows", "rss_delta_mb", "conqur_memory", "ConQuR: memory taken by the calibration",
-         win, "resident set after each update minus at the start (MB)", 0},
-        {"optrot", NULL, "loss", "optrot_loss", "OptRot: objective vs Cayley SGD step", "optimizer step",
-         "loss / loss at initialization", 1},
-    };
-    for (size_t k = 0; !rc && n && k < sizeof tr / sizeof *tr; k++)
-        rc = plot_trace(figdir, r, n, tr[k].table, tr[k].xcol, tr[k].col, tr[k].normalize, tr[k].name, tr[k].title,
-                        tr[k].xlabel, tr[k].ylabel, n_out, err);
+    /* learned methods: the figures each declares over its per-update logs (mean over runs sharing a label) */
+    for (const rb_method *const *m = rb_methods(); !rc && n && *m; m++)
+        for (const rb_method_figure *g = (*m)->figures; !rc && g && g->name; g++)
+            rc = plot_trace(figdir, r, n, g->table, g->xcol, g->col, g->normalize, g->name, g->title, g->xlabel,
+                            g->ylabel, n_out, err);
     free(cp);
     free(figdir);
     runs_free(r, n);
     free(rows);
     return rc;
+}
+
+static int cmp_method_label(const void *a, const void *b) {
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    int ix = rb_method_index(x), iy = rb_method_index(y);
+    return ix != iy ? (ix < iy ? -1 : 1) : strcmp(x, y);
 }
 
 int rb_report_table(const char *dir, int format, FILE *f, rb_error *err) {
@@ -394,8 +387,17 @@ int rb_report_table(const char *dir, int format, FILE *f, rb_error *err) {
         rec[j].ppl /= cnt[j];
         rec[j].ppl_fp /= cnt[j];
     }
-    static const char *const order[] = {"identity", "random", "hadamard", "optrot", "ruquant", "conqur", "respinquant"};
-    rb_pivot_opts po = {.methods = order, .n_methods = 0, .fp_label = "FP32", .decimals = 2};
+    /* rows in registry order (a method's option variants after its plain label, alphabetically) */
+    const char **order = calloc(nr + 1, sizeof *order);
+    size_t no = 0;
+    if (!rc && !order) rc = rb_error_set(err, RB_ENOMEM, "out of memory");
+    for (size_t j = 0; !rc && j < nr; j++) {
+        size_t k = 0;
+        while (k < no && strcmp(order[k], rec[j].method)) k++;
+        if (k == no) order[no++] = rec[j].method;
+    }
+    if (!rc) qsort(order, no, sizeof *order, cmp_method_label);
+    rb_pivot_opts po = {.methods = order, .n_methods = no, .fp_label = "FP32", .decimals = 2};
     rb_table t;
     memset(&t, 0, sizeof t);
     if (!rc && !(rc = rb_table_pivot(&t, rec, nr, &po, err))) {
@@ -405,6 +407,7 @@ int rb_report_table(const char *dir, int format, FILE *f, rb_error *err) {
         free(out);
         rb_table_free(&t);
     }
+    free(order);
     free(rec);
     free(settings);
     free(cnt);

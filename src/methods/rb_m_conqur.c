@@ -409,10 +409,23 @@ done:
     return rc;
 }
 
+#define CQ_WINDOWS "calibration windows seen (the rotations are re-solved after each batch)"
+static const rb_method_figure figures[] = {
+    {"conqur_align_r1", "conqur", "windows", "align_r1", "ConQuR: corner alignment at the R1 sites during calibration",
+     CQ_WINDOWS, "mean |x^R|_1 / (sqrt(d)|x|) over the batch, before its update", 0},
+    {"conqur_align_r2", "conqur", "windows", "align_r2",
+     "ConQuR: corner alignment at the R2 sites (per head) during calibration", CQ_WINDOWS,
+     "mean |x^R|_1 / (sqrt(d_h)|x|) over the batch, before its update", 0},
+    {"conqur_memory", "conqur", "windows", "rss_delta_mb", "ConQuR: memory taken by the calibration", CQ_WINDOWS,
+     "resident set after each update minus at the start (MB)", 0},
+    {NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0},
+};
+
 const rb_method rb_method_conqur = {
     .name = "conqur",
     .status = "done ([reading] of the abstract: R1/R2 positions, schedule and options are this harness's reconstruction)",
     .description = "ConQuR: R1 and per-layer R2 aligned with hypercube corners by online orthogonal Procrustes (SVD) while "
     "calibration windows stream through the quantized model; Hadamard R3/R4 online",
     .options = opts,
-    .calibrate = calibrate};
+    .calibrate = calibrate,
+    .figures = figures};

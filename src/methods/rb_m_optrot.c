@@ -292,6 +292,12 @@ done:
 /* Short runs: pinned numbers do not depend on how far the optimizer got. */
 static const char *const test_variants[] = {"steps=20", "steps=20,plus=on", NULL};
 
+static const rb_method_figure figures[] = {
+    {"optrot_loss", "optrot", NULL, "loss", "OptRot: objective vs Cayley SGD step", "optimizer step",
+     "loss / loss at initialization", 1},
+    {NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0},
+};
+
 const rb_method rb_method_optrot = {
     .name = "optrot",
     .status = "done",
@@ -299,4 +305,5 @@ const rb_method rb_method_optrot = {
     "OptRot+ (plus=on): weighted by the rotated calibration Hessian diagonal; online Hadamard R3/R4",
     .options = opts,
     .calibrate = calibrate,
-    .test_variants = test_variants};
+    .test_variants = test_variants,
+    .figures = figures};

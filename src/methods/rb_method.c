@@ -11,20 +11,17 @@
 #include "rotate/rb_orth.h"
 #include "core/rb_suggest.h"
 
-extern const rb_method rb_method_identity, rb_method_random, rb_method_hadamard, rb_method_optrot,
-    rb_method_ruquant, rb_method_conqur;
+/* Generated from src/methods/meson.build (rb_method_registry.c). */
+extern const rb_method *const rb_method_registry[];
 
-static const rb_method_option no_options[] = {{NULL, NULL, NULL, NULL}};
+const rb_method *const *rb_methods(void) { return rb_method_registry; }
 
-/* Registered so `rotbench methods` says where it stands. */
-static const rb_method m_respin = {
-    .name = "respinquant", .status = "not implemented",
-    .description = "ReSpinQuant: layer-wise rotations with low-rank residual-basis corrections", .options = no_options};
-
-const rb_method *const *rb_methods(void) {
-    static const rb_method *const all[] = {&rb_method_identity, &rb_method_random, &rb_method_hadamard, &rb_method_optrot,
-                                           &rb_method_ruquant,  &rb_method_conqur, &m_respin,           NULL};
-    return all;
+int rb_method_index(const char *label) {
+    size_t len = strcspn(label, "[");
+    int i = 0;
+    for (const rb_method *const *m = rb_methods(); *m; m++, i++)
+        if (strlen((*m)->name) == len && !strncmp((*m)->name, label, len)) return i;
+    return i;
 }
 
 const rb_method *rb_method_find(const char *name) {
@@ -155,6 +152,24 @@ int rb_method_check_option(const rb_method *m, const char *name, const char *val
         snprintf(msg, cap, "expected one of %s, got '%s'", o->kind, value);
     else return 0;
     return RB_EINVAL;
+}
+
+int rb_method_split_opts(const char *spec, char **buf, const char **names, const char **values, int max, int *n,
+                         rb_error *err) {
+    *n = 0;
+    *buf = NULL;
+    if (!spec || !*spec) return 0;
+    if (!(*buf = strdup(spec))) return rb_error_set(err, RB_ENOMEM, "out of memory");
+    for (char *save = NULL, *tok = strtok_r(*buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq || eq == tok || !eq[1])
+            return rb_error_set(err, RB_EINVAL, "expected NAME=VALUE[,NAME=VALUE...], got '%s'", tok);
+        if (*n == max) return rb_error_set(err, RB_EINVAL, "more than %d options", max);
+        *eq = 0;
+        names[*n] = tok;
+        values[(*n)++] = eq + 1;
+    }
+    return 0;
 }
 
 /* The value of option `name` (given or default) and its table entry. */

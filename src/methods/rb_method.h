@@ -42,6 +42,17 @@ typedef struct rb_method_ctx {
     rb_trace *trace;           /* per-step logs (may be NULL) */
 } rb_method_ctx;
 
+/* A figure of `rotbench plot` drawn from the method's trace (rb_trace tables written to
+ * /calibration/<table>): column `col` against column `xcol` (NULL: the row index), one curve per
+ * series (runs sharing method label, quantization, calibration windows, batch and order averaged);
+ * normalize: each run's curve divided by its first value. Skipped for runs without the table. */
+typedef struct rb_method_figure {
+    const char *name;  /* file name of the figure (plots/<name>.{gp,svg,png}) */
+    const char *table, *xcol, *col;
+    const char *title, *xlabel, *ylabel;
+    int normalize;
+} rb_method_figure;
+
 typedef struct rb_method {
     const char *name;
     const char *status;      /* "done", or what is missing */
@@ -51,7 +62,12 @@ typedef struct rb_method {
     /* Cheap option sets ("steps=20,plus=on"; "" = the defaults), NULL-terminated; each is one variant
      * in the pinned-numbers test (tests/ref/pinned.py). NULL: one run with the defaults. */
     const char *const *test_variants;
+    const rb_method_figure *figures; /* NULL-name terminated; NULL = none */
 } rb_method;
+
+/* Registry position of a method name or run label ("optrot[plus=on]" counts as optrot), or the
+ * number of registered methods for an unknown one (it sorts last). */
+int rb_method_index(const char *name_or_label);
 
 /* NULL-terminated registry, in display order. */
 const rb_method *const *rb_methods(void);
@@ -66,6 +82,13 @@ int rb_method_run(const char *name, const rb_method_ctx *ctx, rb_rotset *out, rb
  * of its kind. 0, or RB_EINVAL with msg = the problem ("unknown option 'x' of method conqur (did you
  * mean 'y'?; options: a, b)", "expected an integer, got 'z'"). */
 int rb_method_check_option(const rb_method *m, const char *name, const char *value, char *msg, size_t cap);
+
+/* Splits "a=1,b=x" (NULL or "" = none) into at most `max` name/value pairs pointing into *buf (a heap
+ * copy the caller frees, also on error). RB_EINVAL naming the malformed entry ("expected
+ * NAME=VALUE[,NAME=VALUE...], got 'x'") or more than max entries; RB_ENOMEM. Names and values are
+ * checked later (rb_method_run). */
+int rb_method_split_opts(const char *spec, char **buf, const char **names, const char **values, int max, int *n,
+                         rb_error *err);
 
 /* Typed option values: ctx's rotation.options entry `name` or the table default of method m.
  * Range violations are RB_EINVAL naming "rotation.options.<name>". An enum gets the index of the

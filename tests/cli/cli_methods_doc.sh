@@ -1,6 +1,7 @@
 #!/bin/bash
-# docs/methods.md documents every option of every registered method (rotbench methods is the
-# source of truth): each "## `method`" section names all of that method's options.
+# The add-a-method checklist (docs/architecture.md) holds for every registered method (rotbench
+# methods is the source of truth): docs/methods.md has a "## `method`" section naming all of its
+# options, and a runnable method has a building block configs/methods/<method>*.yaml selecting it.
 source "$(dirname "$0")/tap.sh"
 
 doc="$RB_SOURCE_ROOT/docs/methods.md"
@@ -15,5 +16,9 @@ for m in $methods; do
   missing=""
   for o in $opts; do printf '%s' "$section" | grep -q "| \`$o\` |" || missing="$missing $o"; done
   [ -z "$missing" ] && ok "$m: every option documented" || not_ok "$m: options missing from docs/methods.md:$missing"
+  if "$RB" methods "$m" 2>/dev/null | grep -q '"runnable": true'; then
+    if grep -lq "method: $m\$" "$RB_SOURCE_ROOT"/configs/methods/"$m"*.yaml 2>/dev/null; then ok "$m: configs/methods/$m.yaml"
+    else not_ok "$m: no configs/methods/$m*.yaml selecting it"; fi
+  fi
 done
 done_testing

@@ -29,18 +29,27 @@ expect_fail "bad on/off" 2 "--r3: expected on or off, got 'yes'" "$RB" ppl "$TMP
 expect_fail "save without rotation" 2 "--save-rotation needs --rotation" "$RB" ppl "$TMP/m" "${common[@]}" --save-rotation "$TMP/r.h5"
 
 base=$("$RB" ppl "$TMP/m" "${common[@]}" 2>/dev/null | tail -n 1 | json_num ppl)
-# learned methods calibrate on 4 windows of the same text (short OptRot run)
+# every registered runnable method with each of its test variants (the registry's test_variants);
+# learned methods calibrate on 4 windows of the same text
 calib=(--calib "$TMP/text.txt" --calib-samples 4 --calib-batch 2)
-for rot in identity random hadamard conqur optrot ruquant; do
-  extra=()
-  case $rot in conqur | ruquant) extra=("${calib[@]}") ;; optrot) extra=("${calib[@]}" --rot-opt steps=20,plus=on) ;; esac
-  p=$("$RB" ppl "$TMP/m" "${common[@]}" --rotation $rot "${extra[@]}" --seed 3 --emb-center off --save-rotation "$TMP/$rot.h5" 2>/dev/null | tail -n 1 | json_num ppl)
+variants=$("$RB" methods | python3 -c '
+import json, sys
+for m in json.load(sys.stdin):
+    if m["runnable"]:
+        for v in m["test_variants"] or [""]:
+            print(m["name"] + "\t" + v)')
+[ "$(printf '%s\n' "$variants" | wc -l)" -ge 6 ] && ok "methods lists the runnable methods and their test variants" || not_ok "variants" "$variants"
+while IFS=$'\t' read -r rot opt; do
+  extra=("${calib[@]}")
+  [ -n "$opt" ] && extra+=(--rot-opt "$opt")
+  f="$TMP/$rot-${opt//[=,]/_}.h5"
+  p=$("$RB" ppl "$TMP/m" "${common[@]}" --rotation "$rot" "${extra[@]}" --seed 3 --emb-center off --save-rotation "$f" 2>/dev/null | tail -n 1 | json_num ppl)
   if awk -v a="$base" -v b="$p" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 0 && d / a < 1e-5) }'; then
-    ok "$rot: FP perplexity unchanged by rotation ($p vs $base)"
-  else not_ok "$rot invariance" "rotated $p, original $base"; fi
-  q=$("$RB" ppl "$TMP/m" "${common[@]}" --load-rotation "$TMP/$rot.h5" 2>/dev/null | tail -n 1 | json_num ppl)
-  [ "$q" = "$p" ] && ok "$rot: saved rotation reloads to the same perplexity" || not_ok "$rot reload" "$q vs $p"
-done
+    ok "$rot[$opt]: FP perplexity unchanged by rotation ($p vs $base)"
+  else not_ok "$rot[$opt] invariance" "rotated $p, original $base"; fi
+  q=$("$RB" ppl "$TMP/m" "${common[@]}" --load-rotation "$f" 2>/dev/null | tail -n 1 | json_num ppl)
+  [ "$q" = "$p" ] && ok "$rot[$opt]: saved rotation reloads to the same perplexity" || not_ok "$rot[$opt] reload" "$q vs $p"
+done <<< "$variants"
 printf 'not hdf5' > "$TMP/bad.h5"
 expect_fail "corrupt rotation file" 2 "bad.h5" "$RB" ppl "$TMP/m" "${common[@]}" --load-rotation "$TMP/bad.h5"
 a=$("$RB" ppl "$TMP/m" "${common[@]}" --quant W4A4KV4 --rotation hadamard --seed 1 2>/dev/null | tail -n 1)

@@ -17,7 +17,7 @@ data:
 quant: {preset: W4A4KV4}
 rotation: {method: hadamard, emb_center: false}
 sweep:
-  grid: {rotation.method: [identity, hadamard]}
+  grid: {rotation.method: [hadamard, identity]}
 YAML
 
 # --- config errors: file:line:col: key.path: what, exit 2 ---
@@ -67,6 +67,8 @@ fi
 expect_fail "plot --quant without runs" 2 "no done run with quantization 'W3A3'" "$RB" plot "$TMP/s1" --quant W3A3
 tab=$("$RB" table "$TMP/s1" --format md 2>&1)
 printf '%s' "$tab" | grep -q "| hadamard " && printf '%s' "$tab" | grep -q "W4A4KV4 RTN" && ok "table: methods x settings" || not_ok "table" "$tab"
+rows=$(printf '%s\n' "$tab" | grep -oE '^\| (identity|hadamard) ' | tr -d '| ' | tr '\n' ' ')
+[ "$rows" = "identity hadamard " ] && ok "table rows in registry order (sweep ran hadamard first)" || not_ok "table order" "$rows"
 "$RB" table "$TMP/s1" --format latex 2>/dev/null | grep -q 'tabular' && ok "table --format latex" || not_ok "latex table"
 expect_fail "table bad format" 2 "expected md, latex or csv" "$RB" table "$TMP/s1" --format xls
 

@@ -38,6 +38,38 @@ static double ppl_of(const rb_weights_src *src, const rb_llama_config *c, const 
     return p;
 }
 
+/* The rotated, unquantized model of rs reproduces the reference logits and perplexity. Frees rs. */
+static void check_rotset(const rb_weights_src *base, const rb_llama_config *c, const int32_t *ids, const float *ref,
+                         double ppl_ref, rb_rotset *rs, const char *label, int seed) {
+    rb_error err = {0};
+    assert_true(rb_rotset_orth_err(rs) <= RB_ROT_ORTH_TOL);
+    rb_fused f;
+    rb_had_plan hp;
+    rb_had_plan_make(c->n_heads, &hp);
+    if (rs->cross_head && hp.kind == RB_HAD_NONE) { /* e.g. 6 heads: no Hadamard of order 6 exists */
+        assert_int_equal(rb_fused_init(&f, base, c, rs, &err), RB_ENOTFOUND);
+        assert_non_null(strstr(err.msg, "cross-head"));
+        rb_rotset_free(rs);
+        return;
+    }
+    assert_int_equal(rb_fused_init(&f, base, c, rs, &err), 0);
+    rb_weights_src fs = rb_fused_src(&f);
+    rb_hooks hk;
+    rb_hooks_init(&hk);
+    rb_fused_add_online_hooks(&f, &hk);
+    float *got = logits(&fs, c, ids, &hk);
+    double maxd = 0;
+    for (size_t i = 0; i < (size_t)N_SEQ * T_SEQ * c->vocab_size; i++) maxd = fmax(maxd, fabs((double)got[i] - ref[i]));
+    double p = ppl_of(&fs, c, ids, &hk);
+    fprintf(stderr, "# %-10s %-8s seed %d (r3 %d r4 %d cross %d): max |Δlogit| %.2e, ppl %.9g vs %.9g\n", label,
+            rs->method, seed, rs->r3, rs->r4, rs->cross_head, maxd, p, ppl_ref);
+    assert_true(maxd < INVARIANCE_LOGIT_ABS_TOL);
+    assert_true(fabs(p - ppl_ref) / ppl_ref < INVARIANCE_PPL_REL_TOL);
+    rb_free(got);
+    rb_fused_free(&f);
+    rb_rotset_free(rs);
+}
+
 static void check_model(const char *path, const char *label) {
     rb_error err = {0};
     rb_model *m = NULL;
@@ -52,58 +84,46 @@ static void check_model(const char *path, const char *label) {
     rb_weights_src base = rb_weights_from_model(m);
     float *ref = logits(&base, c, ids, NULL);
     double ppl_ref = ppl_of(&base, c, ids, NULL);
-    /* learned methods calibrate on the test windows themselves, with W4A4KV4 activations upstream
-     * (ConQuR, RUQuant); short OptRot runs: invariance does not depend on how far they optimized */
-    static const char *const methods[] = {"identity", "random", "hadamard", "hadamard", "conqur",
-                                          "optrot",   "optrot", "ruquant"};
-    static const int cross[] = {-1, -1, -1, 1, -1, -1, -1, -1}; /* the 4th: QuaRot's cross-head online Hadamard */
-    static const char *const opt_n[][2] = {{0}, {0}, {0}, {0}, {"passes"}, {"steps"}, {"steps", "plus"}, {0}};
-    static const char *const opt_v[][2] = {{0}, {0}, {0}, {0}, {"2"}, {"20"}, {"20", "on"}, {0}};
-    static const int n_opt[] = {0, 0, 0, 0, 1, 1, 2, 0};
-    enum { N_METHODS = sizeof methods / sizeof *methods };
+    /* every registered runnable method with each of its cheap test variants (learned methods
+     * calibrate on the test windows themselves, with W4A4KV4 activations upstream), and with
+     * QuaRot's cross-head online Hadamard where the method takes rotation.cross_head */
     rb_quant_cfg q;
     assert_int_equal(rb_quant_preset("W4A4KV4", &q, &err), 0);
-    for (int mi = 0; mi < N_METHODS; mi++)
-        for (int seed = 0; seed < 2; seed++) {
-            rb_method_ctx mc = {.cfg = c, .src = &base, .seed = (uint64_t)seed, .r3 = -1, .r4 = -1, .emb_center = 0,
-                                .cross_head = cross[mi], .calib = ids, .calib_n = N_SEQ, .calib_T = T_SEQ,
-                                .calib_batch = 1, .quant = &q, .opt_names = opt_n[mi], .opt_values = opt_v[mi],
-                                .n_opts = n_opt[mi]};
-            rb_rotset rs;
-            rc = rb_method_run(methods[mi], &mc, &rs, &err);
-            if (rc) fprintf(stderr, "# %s %s: %s\n", label, methods[mi], err.msg);
-            assert_int_equal(rc, 0);
-            assert_true(rb_rotset_orth_err(&rs) <= RB_ROT_ORTH_TOL);
-            rb_fused f;
-            rb_had_plan hp;
-            rb_had_plan_make(c->n_heads, &hp);
-            if (rs.cross_head && hp.kind == RB_HAD_NONE) { /* e.g. 6 heads: no Hadamard of order 6 exists */
-                assert_int_equal(rb_fused_init(&f, &base, c, &rs, &err), RB_ENOTFOUND);
-                assert_non_null(strstr(err.msg, "cross-head"));
-                rb_rotset_free(&rs);
-                continue;
-            }
-            assert_int_equal(rb_fused_init(&f, &base, c, &rs, &err), 0);
-            rb_weights_src fs = rb_fused_src(&f);
-            rb_hooks hk;
-            rb_hooks_init(&hk);
-            rb_fused_add_online_hooks(&f, &hk);
-            float *got = logits(&fs, c, ids, &hk);
-            double maxd = 0;
-            for (size_t i = 0; i < (size_t)N_SEQ * T_SEQ * c->vocab_size; i++) maxd = fmax(maxd, fabs((double)got[i] - ref[i]));
-            double p = ppl_of(&fs, c, ids, &hk);
-            fprintf(stderr, "# %-10s %-8s seed %d (r3 %d r4 %d cross %d): max |Δlogit| %.2e, ppl %.9g vs %.9g\n", label,
-                    rs.method, seed, rs.r3, rs.r4, rs.cross_head, maxd, p, ppl_ref);
-            assert_true(maxd < INVARIANCE_LOGIT_ABS_TOL);
-            assert_true(fabs(p - ppl_ref) / ppl_ref < INVARIANCE_PPL_REL_TOL);
-            rb_free(got);
-            rb_fused_free(&f);
-            rb_rotset_free(&rs);
-        }
+    static const char *const defaults_only[] = {"", NULL};
+    rb_had_plan hp;
+    rb_had_plan_make(c->n_heads, &hp);
+    int has_cross_had = hp.kind != RB_HAD_NONE;
+    for (const rb_method *const *m = rb_methods(); *m; m++) {
+        if (!(*m)->calibrate) continue;
+        int takes_cross = 0;
+        for (const rb_method_option *o = (*m)->options; o && o->name; o++)
+            takes_cross |= !strcmp(o->name, "cross_head") && !strcmp(o->kind, "key");
+        for (const char *const *v = (*m)->test_variants ? (*m)->test_variants : defaults_only; *v; v++)
+            for (int cross = -1; cross <= takes_cross; cross += 2)
+                for (int seed = 0; seed < 2; seed++) {
+                    char *buf;
+                    const char *on[8], *ov[8];
+                    int no;
+                    assert_int_equal(rb_method_split_opts(*v, &buf, on, ov, 8, &no, &err), 0);
+                    rb_method_ctx mc = {.cfg = c, .src = &base, .seed = (uint64_t)seed, .r3 = -1, .r4 = -1,
+                                        .emb_center = 0, .cross_head = cross, .calib = ids, .calib_n = N_SEQ,
+                                        .calib_T = T_SEQ, .calib_batch = 1, .quant = &q, .opt_names = on,
+                                        .opt_values = ov, .n_opts = no};
+                    rb_rotset rs;
+                    rc = rb_method_run((*m)->name, &mc, &rs, &err);
+                    free(buf);
+                    if (rc) fprintf(stderr, "# %s %s[%s]: %s\n", label, (*m)->name, *v, err.msg);
+                    if (rc == RB_ENOTFOUND && cross == 1 && !has_cross_had) { /* refused up front: fine */
+                        assert_non_null(strstr(err.msg, "cross-head"));
+                        continue;
+                    }
+                    assert_int_equal(rc, 0);
+                    check_rotset(&base, c, ids, ref, ppl_ref, &rs, label, seed);
+                }
+    }
     rb_free(ref);
     rb_model_close(m);
 }
-
 static void check_preset(const char *preset) {
     char dir[512];
     rb_test_tmpdir(dir, sizeof dir);
