@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "harness/rb_config.h"
+#include "methods/rb_method.h"
 
 static char cfg_dir[4200]; /* <tmp>/configs, made by cfg_setup */
 
@@ -48,10 +49,25 @@ static int cfg_load(const char *text, const char *const *ov, size_t n, rb_config
     return rb_config_load_string(text, strlen(text), "exp.yaml", cfg_dir, ov, n, c, e);
 }
 
-/* Asserts that loading fails with RB_EINVAL and exactly `msg`. */
+/* msg with "@METHODS@" replaced by the registered method names ("identity, random, ..."), so that
+ * expected messages do not change when a method is registered. Static buffer (one at a time). */
+static inline const char *cfg_subst(const char *msg) {
+    static char out[8192];
+    char names[2048] = "";
+    size_t k = 0;
+    for (const rb_method *const *m = rb_methods(); *m; m++)
+        k += (size_t)snprintf(names + k, k < sizeof names ? sizeof names - k : 0, "%s%s", k ? ", " : "", (*m)->name);
+    const char *at = strstr(msg, "@METHODS@");
+    if (!at) snprintf(out, sizeof out, "%s", msg);
+    else snprintf(out, sizeof out, "%.*s%s%s", (int)(at - msg), msg, names, at + 9);
+    return out;
+}
+
+/* Asserts that loading fails with RB_EINVAL and exactly `msg` (after cfg_subst). */
 static inline void cfg_expect_err(const char *text, const char *const *ov, size_t n, const char *msg) {
     rb_config c;
     rb_error e;
+    msg = cfg_subst(msg);
     int rc = cfg_load(text, ov, n, &c, &e);
     if (rc != RB_EINVAL || strcmp(e.msg, msg)) {
         fprintf(stderr, "# input:\n%s# want: %s\n# got (%d): %s\n", text, msg, rc, rc ? e.msg : "(loaded)");

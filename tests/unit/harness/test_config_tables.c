@@ -60,7 +60,7 @@ static void test_methods_orders_protocols(void **state) {
         assert_string_equal(c.rotation.method, (*m)->name);
         rb_config_free(&c);
     }
-    assert_int_equal(n, 7);
+    assert_true(n >= 7); /* at least the methods of issue 6 */
     for (int o = RB_CALIB_SEQUENTIAL; o <= RB_CALIB_REVERSED; o++) {
         char ov[96];
         snprintf(ov, sizeof ov, "++data.calib={corpus: c, order: %s}", rb_calib_order_name(o));
