@@ -14,6 +14,9 @@
 #include "model/rb_model.h"
 #include "text/rb_tokenizer.h"
 #include "model/rb_stream.h"
+#include "eval/rb_qeval.h"
+#include "quant/rb_wquant.h"
+#include <unistd.h>
 
 #define RB_TEST_STORIES_MODEL "stories260K/hf"
 #define RB_TEST_STORIES_TEXT "wikitext-2/wiki.test.raw"
@@ -92,6 +95,37 @@ static inline float *rb_test_logits(const rb_weights_src *src, const rb_llama_co
     rb_free(hn);
     rb_free(head);
     return out;
+}
+
+/* rb_qeval_run as the pipeline runs it: the weights quantized first (RTN, or GPTQ on calib[calib_n]
+ * [calib_T] with o->online active) into a temporary weight store, removed afterwards. Fails the
+ * test on any error. */
+static inline void rb_test_qeval(const rb_weights_src *src, const rb_llama_config *c, const int32_t *tokens, size_t n,
+                                 rb_qeval_opts o, const int32_t *calib, int calib_n, int calib_T,
+                                 rb_qeval_result *res, double *seconds_wquant) {
+    rb_error err = {0};
+    rb_wstore *ws = NULL;
+    char dir[512], path[600];
+    int wq = o.q && o.q->w.bits < RB_QBITS_OFF;
+    if (seconds_wquant) *seconds_wquant = 0;
+    if (wq) {
+        rb_test_tmpdir(dir, sizeof dir);
+        snprintf(path, sizeof path, "%s/wquant.h5", dir);
+        rb_wquant_opts wo = {.q = o.q, .calib = calib, .calib_n = calib_n, .calib_T = calib_T, .online = o.online,
+                             .h_err = o.stats};
+        int rc = rb_wstore_create(path, c, "test", "test", "test", &ws, &err);
+        if (!rc) rc = rb_wquant_run(src, c, &wo, ws, seconds_wquant, &err);
+        if (!rc) rc = rb_wstore_finish(ws, &err);
+        if (rc) fail_msg("rb_wquant_run(%s): %s", o.q->name, err.msg);
+    }
+    o.wq = ws;
+    int rc = rb_qeval_run(src, c, tokens, n, &o, res, &err);
+    if (rc) fail_msg("rb_qeval_run(%s): %s", o.q ? o.q->name : "none", err.msg);
+    if (wq) {
+        rb_wstore_close(ws);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+    }
 }
 
 #endif

@@ -139,6 +139,7 @@ int rb_cmd_ppl(int argc, char **argv) {
     spec.calib_seqlen = (int)p.calib_T; /* 0: the evaluation window length */
     if ((rc = rb_pipe_prepare(&pipe, &spec, &err))) goto fail;
     if (p.save_rot && (rc = rb_rotset_save(pipe.rs, p.save_rot, &err))) goto fail;
+    if ((rc = rb_pipe_quantize_weights(&pipe, &spec, NULL, "rotbench ppl", &err))) goto fail;
     if ((rc = rb_pipe_evaluate(&pipe, &spec, &err))) goto fail;
     const rb_ppl_result *r = rb_pipe_result(&pipe);
     if (p.nll_out && (rc = write_nll_tsv(p.nll_out, r, &err))) goto fail;
@@ -162,7 +163,7 @@ int rb_cmd_ppl(int argc, char **argv) {
     if (pipe.quantized) {
         json_object_set_new(j, "ppl_fp", jnum(pipe.q.fp.ppl));
         json_object_set_new(j, "kl", jnum(pipe.q.kl_mean));
-        json_object_set_new(j, "seconds_gptq", json_real(pipe.q.seconds_gptq));
+        json_object_set_new(j, "seconds_wquant", json_real(pipe.seconds_wquant));
         json_object_set_new(j, "quant", json_string(qcfg.name));
         json_object_set_new(j, "w_algo", json_string(qcfg.w_algo == RB_WALGO_GPTQ ? "gptq" : "rtn"));
     }

@@ -115,6 +115,30 @@ int rb_write_file(const char *path, const void *data, size_t len, rb_error *err)
     return 0;
 }
 
+/* fsync of a path (file or directory). */
+static int sync_path(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int rb_rename_durable(const char *from, const char *to, rb_error *err) {
+    if (sync_path(from) != 0 || rename(from, to) != 0) {
+        int e = errno;
+        return rb_error_set(err, RB_EIO, "%s: completing as %s failed: %s", from, to, strerror(e));
+    }
+    char *dir = rb_strdup(to);
+    if (dir) {
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        sync_path(slash ? (*dir ? dir : "/") : ".");
+        free(dir);
+    }
+    return 0;
+}
+
 int rb_path_is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);

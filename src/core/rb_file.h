@@ -26,6 +26,11 @@ int rb_read_file(const char *path, size_t max_bytes, char **out, size_t *len, rb
 /* Writes `len` bytes to `path` atomically (temp file + rename). */
 int rb_write_file(const char *path, const void *data, size_t len, rb_error *err);
 
+/* Durable rename of a finished file: fsync(from), rename(from, to), then fsync of to's directory
+ * (best effort: not every filesystem allows it), so a crash leaves either the old state or the whole
+ * new file. Errors: RB_EIO ("<from>: completing as <to> failed: <strerror>"). */
+int rb_rename_durable(const char *from, const char *to, rb_error *err);
+
 int rb_path_is_dir(const char *path);
 
 /* Memory of this process in MB (2^20 bytes): the peak resident set so far (getrusage), and the

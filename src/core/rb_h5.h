@@ -1,4 +1,4 @@
-/* rb_h5: HDF5 helpers shared by rotate/rb_rotset_io.c and harness/rb_h5util.c:
+/* rb_h5: HDF5 helpers shared by every file rotbench writes (results, rotation sets, weight stores):
  *   - HDF5's automatic error printing is switched off around every library call sequence
  *     (rb_h5_quiet_on/off) and failures are reported through rb_error, with the innermost
  *     description from HDF5's error stack appended;
@@ -91,5 +91,59 @@ int rb_h5_put_str(hid_t obj, const char *name, const char *v);
 /* One-dimensional attribute of n variable-length UTF-8 strings (n may be 0; NULL entries are
  * stored as ""). */
 int rb_h5_put_str_array(hid_t obj, const char *name, const char *const *v, size_t n);
+
+/* ---- files, groups, datasets ------------------------------------------------------------ */
+
+/* Writers return 0, or -1 with the reason on HDF5's error stack. */
+
+/* Dataset `name` in g of the given shape, written from data (contiguous; an existing dataset of
+ * that name is replaced). */
+int rb_h5_put_dataset(hid_t g, const char *name, int rank, const hsize_t *dims, hid_t ftype, hid_t mtype,
+                      const void *data);
+
+/* Dataset `name` (rank 1 or 2, not present before) with a Fletcher-32 checksum per chunk of whole
+ * rows (about RB_H5_CHUNK_BYTES each), so flipped bits are caught on read. Any HDF5 reader decodes
+ * it (the filter is built in). */
+#define RB_H5_CHUNK_BYTES (1u << 20)
+int rb_h5_put_dataset_checked(hid_t g, const char *name, int rank, const hsize_t *dims, hid_t ftype, hid_t mtype,
+                              const void *data);
+
+/* Group `name` under parent; an existing link of that name is removed first when `replace`.
+ * `track_order`: links listed in creation order (H5_INDEX_CRT_ORDER). Returns the group or -1. */
+hid_t rb_h5_group(hid_t parent, const char *name, int replace, int track_order);
+
+/* ---- reading with validation --------------------------------------------------------------- */
+
+/* A file-access property list for readers: file locking disabled where the library allows it
+ * (HDF5 ≥ 1.10.7), so a sweep's `status`/`index` can read a run's .partial while its own process
+ * holds it open for writing. Caller closes. */
+hid_t rb_h5_fapl_read(void);
+
+/* A file-access property list for the writer: HDF5's file lock on (a second writer is refused),
+ * but a filesystem without lock support (some NFS/Lustre mounts) is not an error (HDF5 ≥ 1.10.7).
+ * Caller closes. */
+hid_t rb_h5_fapl_write(void);
+
+/* Opens `path` read-only after OS-level checks with errno (missing → RB_ENOTFOUND, directory or
+ * unreadable → RB_EIO), then "not an HDF5 file" / "corrupt or truncated HDF5 file: <detail>"
+ * (RB_EFORMAT). Error printing must already be quiet. */
+int rb_h5_open_read(const char *path, hid_t *out, rb_error *err);
+
+/* Does obj carry attribute / link `name`? (-1 on error, with the message in R->err.) */
+int rb_h5_has_attr(rb_h5_reader *R, hid_t obj, const char *oname, const char *name);
+int rb_h5_has_link(rb_h5_reader *R, hid_t obj, const char *oname, const char *name);
+
+/* Opens group `name` under parent (oname: the group's path in messages). */
+int rb_h5_open_group(rb_h5_reader *R, hid_t parent, const char *oname, const char *name, hid_t *out);
+
+/* Opens dataset `name` of g and checks class `want` (and element size esize when non-zero), rank 1
+ * and, when n_expect ≥ 0, extent n_expect; *n gets the extent. A dataset whose storage was never
+ * written is an error. Caller closes *out. */
+int rb_h5_open_dataset_1d(rb_h5_reader *R, hid_t g, const char *oname, const char *name, H5T_class_t want,
+                          size_t esize, long long n_expect, hid_t *out, hsize_t *n);
+/* The same for rank `rank` (1..4) with expected extents want[rank] (entries < 0: any); *dims (may be
+ * NULL) gets the extents. A mismatch names both shapes ("shape [3][4], expected [3][5]"). */
+int rb_h5_open_dataset(rb_h5_reader *R, hid_t g, const char *oname, const char *name, H5T_class_t want,
+                       size_t esize, int rank, const long long *want_dims, hid_t *out, hsize_t *dims);
 
 #endif

@@ -9,14 +9,6 @@
 #include "core/rb_signal.h"
 #include "model/rb_stream.h"
 
-static const char *const lin_names[RB_LIN_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                                    "gate_proj", "up_proj", "down_proj"};
-
-const char *rb_linear_name(int lin) {
-    RB_ASSERT(lin >= 0 && lin < RB_LIN_COUNT);
-    return lin_names[lin];
-}
-
 static void weights_copy(rb_layer_weights *dst, const rb_layer_weights *src, const rb_llama_config *c) {
     int r, k;
     for (int lin = 0; lin < RB_LIN_COUNT; lin++) {
@@ -34,7 +26,6 @@ typedef struct qe_ctx {
     rb_qeval_result *res;
     int stats;
     float *scratch;   /* [max_rows][max site width] copy for the activation MSE */
-    rb_hessian *hess; /* the calibration hook's target */
 } qe_ctx;
 
 static int hook_stats(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
@@ -56,73 +47,6 @@ static int hook_quant(void *ctx, const rb_site_info *in, float *x, rb_error *err
     if (rc) return rc;
     if (c->stats) rb_relerr_add(&c->res->act_mse[in->layer * RB_SITE_COUNT + in->site], c->scratch, x, rows, in->cols,
                                 (size_t)in->cols);
-    return 0;
-}
-
-/* Accumulates the site's inputs into the target Hessian and stops the layer there. */
-static int hook_hessian(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
-    (void)err;
-    qe_ctx *c = ctx;
-    rb_hessian_add(c->hess, x, in->n_seq * in->seq_len);
-    return 1;
-}
-
-/* Sequential GPTQ groups: the site whose inputs feed them and their linears. */
-static const struct {
-    int site, n, lin[3];
-} gptq_groups[4] = {
-    {RB_SITE_ATTN_IN, 3, {RB_LIN_K, RB_LIN_V, RB_LIN_Q}},
-    {RB_SITE_O_IN, 1, {RB_LIN_O}},
-    {RB_SITE_MLP_IN, 2, {RB_LIN_UP, RB_LIN_GATE}},
-    {RB_SITE_DOWN_IN, 1, {RB_LIN_DOWN}},
-};
-
-static int quantize_layer_gptq(rb_forward *f, rb_layer_weights *wq, int layer, rb_stream *cal, qe_ctx *qc,
-                               const rb_hooks *online, float *copy, rb_qeval_result *res, rb_error *err) {
-    const rb_llama_config *c = &f->cfg;
-    const rb_quant_cfg *q = qc->q;
-    int rc = 0;
-    for (int g = 0; g < 4; g++) {
-        int rows, cols;
-        rb_layer_linear(wq, c, gptq_groups[g].lin[0], &rows, &cols);
-        rb_hessian h;
-        if ((rc = rb_hessian_init(&h, cols, err))) return rc;
-        rb_hooks hk;
-        if (online) hk = *online; else rb_hooks_init(&hk);
-        qc->hess = &h;
-        rb_hooks_add(&hk, gptq_groups[g].site, hook_hessian, qc);
-        if ((rc = rb_stream_layer(f, wq, layer, cal, &hk, copy, err))) {
-            rb_hessian_free(&h);
-            return rc;
-        }
-        for (int i = 0; i < gptq_groups[g].n; i++) {
-            int lin = gptq_groups[g].lin[i];
-            float *w = rb_layer_linear(wq, c, lin, &rows, &cols);
-            size_t nw = (size_t)rows * cols;
-            float *orig = res->lin ? rb_alloc(nw * sizeof(float)) : NULL;
-            if (orig) memcpy(orig, w, nw * sizeof(float));
-            char name[64];
-            snprintf(name, sizeof name, "layers.%d.%s", layer, lin_names[lin]);
-            rb_gptq_opts go = q->gptq;
-            go.name = name;
-            rc = rb_gptq_quantize(&q->w, w, rows, cols, h.h, &go, NULL, err);
-            if (!rc && orig) {
-                rb_linear_row *lr = &res->lin[layer * RB_LIN_COUNT + lin];
-                float *rtn = rb_alloc(nw * sizeof(float));
-                if (rtn) {
-                    memcpy(rtn, orig, nw * sizeof(float));
-                    rc = rb_quant_fake(&q->w, rtn, rows, cols, 0, err);
-                    if (!rc) rc = rb_quant_hessian_error(orig, rtn, h.h, rows, cols, &lr->h_err_rtn, err);
-                    rb_free(rtn);
-                }
-                if (!rc) rc = rb_quant_hessian_error(orig, w, h.h, rows, cols, &lr->h_err, err);
-            }
-            rb_free(orig);
-            if (rc) break;
-        }
-        rb_hessian_free(&h);
-        if (rc) return rc;
-    }
     return 0;
 }
 
@@ -228,9 +152,7 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
     double t0 = rb_now();
     res->n_layers = c->n_layers;
     const rb_quant_cfg *q = rb_quant_cfg_active(o->q) ? o->q : NULL;
-    int gptq = q && q->w_algo == RB_WALGO_GPTQ && q->w.bits < RB_QBITS_OFF;
-    if (gptq && (!o->calib || o->calib_n < 1 || o->calib_T < 2))
-        return rb_error_set(err, RB_EINVAL, "qeval: GPTQ needs calibration windows (--calib FILE)");
+    RB_ASSERT(!q || q->w.bits >= RB_QBITS_OFF || o->wq); /* quantized weights come from the store */
     int32_t *win = NULL;
     int W = 0, first = 0, rc = 0;
     if ((rc = rb_ppl_windows(tokens, n, &o->ppl, &win, &W, &first, err))) return rc;
@@ -242,14 +164,12 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
             return rb_error_set(err, RB_EINVAL, "qeval: token id %d is outside the vocabulary (%d)", win[i],
                                 c->vocab_size);
         }
-    rb_stream sq = {NULL, W, T, 0}, sf = {NULL, W, T, 0}, sc = {NULL, gptq ? o->calib_n : 0, o->calib_T, 0};
+    rb_stream sq = {NULL, W, T, 0}, sf = {NULL, W, T, 0};
     rb_forward f = {0};
     rb_layer_weights wf = {0}, wq = {0};
     float *copy = NULL;
     qe_ctx qc = {.q = q, .res = res, .stats = o->stats};
-    int maxT = T > sc.T && gptq ? T : (gptq ? sc.T : T);
     size_t max_rows = rb_stream_batch_rows(T, W);
-    if (gptq && rb_stream_batch_rows(sc.T, sc.n_seq) > max_rows) max_rows = rb_stream_batch_rows(sc.T, sc.n_seq);
     int widest = c->hidden_dim > c->n_heads * c->head_dim ? c->hidden_dim : c->n_heads * c->head_dim;
     if (widest < c->dim) widest = c->dim;
 
@@ -262,21 +182,19 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
     }
     sq.h = rb_alloc((size_t)W * T * d * sizeof(float));
     if (o->fp_ref) sf.h = rb_alloc((size_t)W * T * d * sizeof(float));
-    if (gptq) sc.h = rb_alloc((size_t)sc.n_seq * sc.T * d * sizeof(float));
     copy = rb_alloc(max_rows * (size_t)widest * sizeof(float));
     qc.scratch = copy;
     if (!res->q.win_nll || !res->q.win_scored || (o->fp_ref && (!res->fp.win_nll || !res->fp.win_scored || !res->win_kl)) ||
-        !sq.h || (o->fp_ref && !sf.h) || (gptq && !sc.h) || !copy) {
+        !sq.h || (o->fp_ref && !sf.h) || !copy) {
         rc = rb_error_set(err, RB_ENOMEM, "qeval: out of memory for hidden states (%d windows of %d tokens)", W, T);
         goto done;
     }
     result_alloc_stats(res, c, o->stats, err, &rc);
     if (rc) goto done;
-    if ((rc = rb_forward_init(&f, c, maxT, (int)max_rows, err))) goto done;
+    if ((rc = rb_forward_init(&f, c, T, (int)max_rows, err))) goto done;
     if ((rc = rb_layer_weights_init(&wf, c, err)) || (rc = rb_layer_weights_init(&wq, c, err))) goto done;
     if ((rc = src->embed(src->ctx, win, (size_t)W * T, sq.h, err))) goto done;
     if (sf.h) memcpy(sf.h, sq.h, (size_t)W * T * d * sizeof(float));
-    if (gptq && (rc = src->embed(src->ctx, o->calib, (size_t)sc.n_seq * sc.T, sc.h, err))) goto done;
 
     rb_hooks hk_fp, hk_q;
     if (o->online) hk_fp = *o->online, hk_q = *o->online;
@@ -290,20 +208,7 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
     for (int l = 0; l < c->n_layers; l++) {
         if ((rc = src->load_layer(src->ctx, l, &wf, err))) goto done;
         weights_copy(&wq, &wf, c);
-        if (q && q->w.bits < RB_QBITS_OFF) {
-            if (gptq) {
-                double tg = rb_now();
-                rc = quantize_layer_gptq(&f, &wq, l, &sc, &qc, o->online, copy, res, err);
-                res->seconds_gptq += rb_now() - tg;
-                if (rc) goto done;
-            } else {
-                for (int lin = 0; lin < RB_LIN_COUNT; lin++) {
-                    int r, k;
-                    float *w = rb_layer_linear(&wq, c, lin, &r, &k);
-                    if ((rc = rb_quant_fake(&q->w, w, r, k, 0, err))) goto done;
-                }
-            }
-        }
+        if (q && q->w.bits < RB_QBITS_OFF && (rc = rb_wstore_load_layer(o->wq, l, &wq, err))) goto done;
         if (res->lin)
             for (int lin = 0; lin < RB_LIN_COUNT; lin++) {
                 int r, k;
@@ -313,11 +218,12 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
                 rb_weight_err we;
                 rb_weight_err_compute(w0, w1, r, k, &we);
                 lr->w_relerr = we.rel;
+                if (q && q->w.bits < RB_QBITS_OFF && (rc = rb_wstore_herr(o->wq, l, lin, &lr->h_err, &lr->h_err_rtn, err)))
+                    goto done;
             }
         if (sf.h && (rc = rb_stream_layer(&f, &wf, l, &sf, &hk_fp, NULL, err))) goto done;
         if ((rc = rb_stream_layer(&f, &wq, l, &sq, &hk_q, NULL, err))) goto done;
         if (sf.h) rb_relerr_add(&res->layer_mse[l], sf.h, sq.h, (size_t)W * T, c->dim, d);
-        if (gptq && (rc = rb_stream_layer(&f, &wq, l, &sc, o->online, NULL, err))) goto done;
         rb_progress_step(&prog, 1);
         if (rb_interrupted()) {
             rc = rb_error_set(err, RB_EINTERRUPTED, "interrupted after layer %d of %d", l + 1, c->n_layers);
@@ -344,7 +250,6 @@ done:
     free(win);
     rb_free(sq.h);
     rb_free(sf.h);
-    rb_free(sc.h);
     rb_free(copy);
     rb_forward_free(&f);
     rb_layer_weights_free(&wf);

@@ -1,14 +1,11 @@
 /* rb_qeval: evaluation of a quantized model, layer-major, with a full-precision reference.
  *
- * One pass over the layers; each layer's weights are materialized once and used for up to three
- * streams of hidden states held side by side:
- *   calib  GPTQ calibration windows: Hessians at the input site of each sequential group
- *          {q,k,v} {o} {gate,up} {down} from inputs that went through the already quantized
- *          previous layers and groups, activations FP (QuaRot gptq_fwrd); then pushed through the
- *          quantized layer.
+ * One pass over the layers; each layer's FP weights come from the weights source and its
+ * quantized weights from the run's weight store (quant/rb_wquant.h quantized them once), and two
+ * streams of hidden states go through them side by side:
  *   q      evaluation windows through quantized weights with fake-quantized activations and KV.
  *   fp     the same windows through the FP model (ppl_fp, KL, layer output MSE, FP statistics).
- * Memory: one layer of weights twice (FP and quantized) + the three streams' hidden states. */
+ * Memory: one layer of weights twice (FP and quantized) + the two streams' hidden states. */
 #ifndef RB_QEVAL_H
 #define RB_QEVAL_H
 
@@ -17,14 +14,11 @@
 #include "eval/rb_ppl.h"
 #include "eval/rb_stats.h"
 #include "quant/rb_qpreset.h"
-
-/* "q_proj", ... for RB_LIN_* (model/rb_model.h). */
-const char *rb_linear_name(int lin);
+#include "quant/rb_wstore.h"
 
 typedef struct rb_qeval_opts {
     const rb_quant_cfg *q;   /* quantization; NULL = none */
-    const int32_t *calib;    /* [calib_n][calib_T] calibration windows (needed by GPTQ) */
-    int calib_n, calib_T;
+    rb_wstore *wq;           /* the quantized weights (required when q quantizes weights) */
     rb_ppl_opts ppl;         /* protocol, seqlen, max_windows, bos_id (max_hidden_bytes unused) */
     int fp_ref;              /* also run the FP stream (ppl_fp, KL, layer output MSE, FP site stats) */
     int stats;               /* per-layer per-site / per-linear metrics */
@@ -35,8 +29,8 @@ typedef struct rb_qeval_opts {
 typedef struct rb_linear_row {
     rb_weight_stats w;       /* of the (fused) FP weight */
     double w_relerr;         /* ‖Q(W) − W‖²_F / ‖W‖²_F */
-    double h_err;            /* tr((W−Q)H(W−Q)ᵀ) of the chosen algorithm (GPTQ only, else NaN) */
-    double h_err_rtn;        /* same for RTN on the same Hessian (GPTQ only, else NaN) */
+    double h_err;            /* tr((W−Q)H(W−Q)ᵀ) of the chosen algorithm (GPTQ with stats, else NaN) */
+    double h_err_rtn;        /* same for RTN on the same Hessian (GPTQ with stats, else NaN) */
 } rb_linear_row;
 
 typedef struct rb_qeval_result {
@@ -50,7 +44,7 @@ typedef struct rb_qeval_result {
     rb_relerr_acc *act_mse;   /* [n_layers][RB_SITE_COUNT] Σ‖Q(x) − x‖² / Σ‖x‖² at each quantized site */
     rb_relerr_acc *layer_mse; /* [n_layers] block output: quantized on quantized inputs vs FP on FP */
     rb_linear_row *lin;       /* [n_layers][RB_LIN_COUNT] (stats) */
-    double seconds_gptq, seconds_total;
+    double seconds_total;
 } rb_qeval_result;
 
 /* Runs the pipeline on the token stream tokens[n] (windows as rb_ppl_windows). */

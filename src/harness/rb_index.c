@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "core/rb_file.h"
-#include "harness/rb_h5util.h"
+#include "core/rb_h5.h"
 #include "quant/rb_qpreset.h"
 
 #ifndef RB_VERSION

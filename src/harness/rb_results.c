@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "core/rb_file.h"
-#include "harness/rb_h5util.h"
+#include "core/rb_h5.h"
 #include "harness/rb_results_internal.h"
 #include "quant/rb_qpreset.h"
 
@@ -730,15 +730,6 @@ int rb_results_unit_done(rb_results *w, const char *unit) {
     return ex > 0;
 }
 
-/* fsync of a path (file or directory). */
-static int sync_path(const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 int rb_results_finish(rb_results *w, int status, rb_error *err) {
     if (!w) return 0;
     const char *sname = rb_run_status_name(status);
@@ -759,12 +750,7 @@ int rb_results_finish(rb_results *w, int status, rb_error *err) {
     rb_h5_quiet_off(&q);
     if (!rc && status == RB_RUN_DONE) {
         /* Data on disk before the rename, so a crash leaves the .partial or the whole results.h5. */
-        if (sync_path(w->partial) != 0 || rename(w->partial, w->final) != 0) {
-            int e = errno;
-            rc = rb_error_set(err, RB_EIO, "%s: completing as %s failed: %s", w->partial, w->final, strerror(e));
-        } else {
-            sync_path(w->dir); /* the rename itself; best effort (not all filesystems allow it) */
-        }
+        rc = rb_rename_durable(w->partial, w->final, err);
     }
     writer_free(w);
     return rc;

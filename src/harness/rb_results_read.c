@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "core/rb_file.h"
-#include "harness/rb_h5util.h"
+#include "core/rb_h5.h"
 #include "quant/rb_qpreset.h"
 
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/rb_file.h"
 #include "core/rb_log.h"
@@ -284,6 +285,7 @@ int rb_run_execute(const rb_config *cfg, const char *run_dir, const char *run_id
     rb_pipe pipe;
     memset(&pipe, 0, sizeof pipe);
     rb_stage_times times = {NAN, NAN, NAN, NAN};
+    char *wpath = NULL;
     if ((rc = write_text(run_dir, "config.yaml", cfg->canonical, err))) goto out;
     if (!resumed && (rc = put_inputs(w, cfg, err))) goto out;
     int use_rot = strcmp(cfg->rotation.method, "identity") != 0 || cfg->rotation.r3 == 1 || cfg->rotation.r4 == 1;
@@ -318,7 +320,24 @@ int rb_run_execute(const rb_config *cfg, const char *run_dir, const char *run_id
             (rc = rb_results_mark_unit(w, "rotation", times.calibrate, err)))
             goto out;
     }
-    double tq = 0, te = 0;
+    /* weight quantization: once per run, kept in <run_dir>/wquant.h5 until the run is done */
+    if (rb_pipe_quantizes_weights(&spec)) {
+        if (!(wpath = rb_path_join(run_dir, RB_RUN_WSTORE_FILE))) {
+            rc = rb_error_set(err, RB_ENOMEM, "out of memory");
+            goto out;
+        }
+        rb_error we = {0};
+        if (resumed && rb_results_unit_done(w, "wquant") && !rb_pipe_open_weights(&pipe, wpath, run_id, &we)) {
+            rb_info("quantized weights loaded from %s", wpath);
+        } else {
+            if (resumed && rb_results_unit_done(w, "wquant")) rb_warn("%s; quantizing the weights again", we.msg);
+            if ((rc = rb_pipe_quantize_weights(&pipe, &spec, wpath, run_id, err)) ||
+                (rc = rb_results_mark_unit(w, "wquant", pipe.seconds_wquant, err)))
+                goto out;
+            times.quantize = pipe.seconds_wquant;
+        }
+    }
+    double te = 0;
     for (int i = 0; i < cfg->data.n_eval; i++) {
         const rb_cfg_eval *e = &cfg->data.eval[i];
         char unit[128];
@@ -334,12 +353,10 @@ int rb_run_execute(const rb_config *cfg, const char *run_dir, const char *run_id
         if ((rc = rb_results_put_eval(w, e->name, e->protocol, pipe.seqlen, &pipe.q, err))) goto out;
         if (i == 0 && (rc = rb_results_put_layers(w, &pipe.q, err))) goto out;
         double dt = rb_now() - ts;
-        tq += pipe.q.seconds_gptq;
-        te += dt - pipe.q.seconds_gptq;
+        te += dt;
         if ((rc = rb_results_mark_unit(w, unit, dt, err))) goto out;
         rb_info("%s: ppl %.6g (FP %.6g), KL %.4g", e->name, pipe.q.q.ppl, pipe.q.fp.ppl, pipe.q.kl_mean);
     }
-    times.quantize = tq;
     times.evaluate = te;
     times.total = rb_now() - t0;
     rc = rb_results_put_times(w, &times, err);
@@ -353,6 +370,8 @@ out:;
         *err = e2;
     }
     rb_pipe_free(&pipe);
+    if (wpath && status == RB_RUN_DONE && !rc) unlink(wpath); /* only a partial run needs it */
+    free(wpath);
     if (have_loaded) rb_rotset_free(&loaded);
     if (logf) {
         rb_log_set_tee(NULL);

@@ -291,6 +291,13 @@ int rb_model_load_embedding(rb_model *m, float *out, rb_error *err) {
     return 0;
 }
 
+const char *rb_linear_name(int lin) {
+    static const char *const names[RB_LIN_COUNT] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                    "gate_proj", "up_proj", "down_proj"};
+    RB_ASSERT(lin >= 0 && lin < RB_LIN_COUNT);
+    return names[lin];
+}
+
 void rb_layer_linear_shape(const rb_llama_config *c, int lin, int *rows, int *cols) {
     int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     switch (lin) {

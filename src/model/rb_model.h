@@ -51,6 +51,9 @@ typedef struct rb_layer_weights {
 /* The seven linears of a layer, in HF order (also the order of rb_qeval's results). */
 enum { RB_LIN_Q = 0, RB_LIN_K, RB_LIN_V, RB_LIN_O, RB_LIN_GATE, RB_LIN_UP, RB_LIN_DOWN, RB_LIN_COUNT };
 
+/* "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" for RB_LIN_*. */
+const char *rb_linear_name(int lin);
+
 /* HF shape [*rows][*cols] of linear `lin` (RB_LIN_*); RB_ASSERTs lin in range. */
 void rb_layer_linear_shape(const rb_llama_config *c, int lin, int *rows, int *cols);
 /* Weight matrix of linear `lin` inside w, with its shape. */

@@ -1,13 +1,16 @@
 #include "pipeline/rb_pipeline.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/rb_blas.h"
 #include "core/rb_file.h"
 #include "core/rb_log.h"
 #include "text/rb_calib.h"
 #include "methods/rb_method.h"
+#include "quant/rb_wquant.h"
 
 /* Text files above this are refused rather than read (WikiText-103 is ~540 MB). */
 #define RB_MAX_TEXT_BYTES ((size_t)4 << 30)
@@ -150,10 +153,51 @@ int rb_pipe_evaluate(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
             rb_ppl_protocol_name(o.protocol), s->quant ? s->quant->name : "none",
             s->quant && s->quant->w_algo == RB_WALGO_GPTQ ? "gptq" : "rtn", rb_blas_corename(), rb_blas_threads());
     if (!p->quantized) return rb_ppl_run(&p->src, c, p->ids, p->n_ids, &o, &p->online, &p->plain, err);
-    rb_qeval_opts qo = {.q = s->quant, .calib = p->calib_win, .calib_n = p->calib_win ? s->calib_samples : 0,
-                        .calib_T = p->calib_seqlen, .ppl = o, .fp_ref = s->fp_ref, .stats = s->stats,
+    if (rb_pipe_quantizes_weights(s) && !p->wq) RB_ASSERT(!"rb_pipe_quantize_weights or rb_pipe_open_weights first");
+    rb_qeval_opts qo = {.q = s->quant, .wq = p->wq, .ppl = o, .fp_ref = s->fp_ref, .stats = s->stats,
                         .online = &p->online};
     return rb_qeval_run(&p->src, c, p->ids, p->n_ids, &qo, &p->q, err);
+}
+
+int rb_pipe_quantizes_weights(const rb_pipe_spec *s) { return s->quant && s->quant->w.bits < RB_QBITS_OFF; }
+
+int rb_pipe_quantize_weights(rb_pipe *p, const rb_pipe_spec *s, const char *path, const char *id, rb_error *err) {
+    if (!rb_pipe_quantizes_weights(s)) return 0;
+    RB_ASSERT(!p->wq);
+    char *tmp = NULL;
+    if (!path) {
+        const char *t = getenv("TMPDIR");
+        if (!(p->wq_tmpdir = rb_path_join(t && *t ? t : "/tmp", "rbwq.XXXXXX")) || !mkdtemp(p->wq_tmpdir)) {
+            int e = errno;
+            free(p->wq_tmpdir);
+            p->wq_tmpdir = NULL;
+            return rb_error_set(err, RB_EIO, "weight store: cannot create a temporary directory: %s", strerror(e));
+        }
+        if (!(path = tmp = rb_path_join(p->wq_tmpdir, "wquant.h5"))) return rb_error_set(err, RB_ENOMEM, "out of memory");
+    }
+    const rb_quant_cfg *q = s->quant;
+    char desc[128];
+    rb_qspec_format(&q->w, desc, sizeof desc);
+    const char *algo = q->w_algo == RB_WALGO_GPTQ ? "gptq" : "rtn";
+    rb_info("quantize weights: %s %s%s, store %s", desc, algo,
+            q->w_algo == RB_WALGO_GPTQ && q->gptq.act_order ? " (act order)" : "", path);
+    rb_wquant_opts wo = {.q = q, .calib = p->calib_win, .calib_n = p->calib_win ? s->calib_samples : 0,
+                         .calib_T = p->calib_seqlen, .online = &p->online, .h_err = s->stats};
+    int rc = rb_wstore_create(path, &p->cfg, id, desc, algo, &p->wq, err);
+    if (!rc) rc = rb_wquant_run(&p->src, &p->cfg, &wo, p->wq, &p->seconds_wquant, err);
+    if (!rc) rc = rb_wstore_finish(p->wq, err);
+    if (rc) {
+        rb_wstore_close(p->wq); /* removes the unfinished .partial */
+        p->wq = NULL;
+    }
+    free(tmp);
+    return rc;
+}
+
+int rb_pipe_open_weights(rb_pipe *p, const char *path, const char *id, rb_error *err) {
+    RB_ASSERT(!p->wq);
+    p->seconds_wquant = 0;
+    return rb_wstore_open(path, &p->cfg, id, &p->wq, err);
 }
 
 const rb_ppl_result *rb_pipe_result(const rb_pipe *p) { return p->quantized ? &p->q.q : &p->plain; }
@@ -161,6 +205,14 @@ const rb_ppl_result *rb_pipe_result(const rb_pipe *p) { return p->quantized ? &p
 void rb_pipe_free(rb_pipe *p) {
     rb_ppl_result_free(&p->plain);
     rb_qeval_result_free(&p->q);
+    rb_wstore_close(p->wq);
+    if (p->wq_tmpdir) {
+        char *f = rb_path_join(p->wq_tmpdir, "wquant.h5");
+        if (f) unlink(f);
+        free(f);
+        rmdir(p->wq_tmpdir);
+        free(p->wq_tmpdir);
+    }
     if (p->have_fused) rb_fused_free(&p->fused);
     if (p->own_rotset) rb_rotset_free(&p->rotset);
     rb_trace_free(&p->trace);

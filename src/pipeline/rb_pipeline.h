@@ -1,6 +1,8 @@
-/* rb_pipeline: one evaluation, end to end — open the checkpoint and tokenizer, tokenize the
- * corpora, sample and order calibration windows, build or load a rotation set, fuse it, and run
- * the (quantized) evaluation. Shared by `rotbench ppl` and the experiment harness. */
+/* rb_pipeline: one run, end to end — open the checkpoint and tokenizer, tokenize the corpora,
+ * sample and order calibration windows, build or load a rotation set and fuse it (prepare),
+ * quantize the weights once into a weight store (quantize_weights, or open_weights on resume), and
+ * evaluate each corpus on the (quantized) model (load_text + evaluate). Shared by `rotbench ppl`
+ * and the experiment harness (docs/architecture.md). */
 #ifndef RB_PIPELINE_H
 #define RB_PIPELINE_H
 
@@ -11,6 +13,7 @@
 #include "eval/rb_qeval.h"
 #include "model/rb_model.h"
 #include "quant/rb_qpreset.h"
+#include "quant/rb_wstore.h"
 #include "rotate/rb_fuse.h"
 #include "rotate/rb_rotset.h"
 #include "text/rb_tokenizer.h"
@@ -59,6 +62,9 @@ typedef struct rb_pipe {
     rb_weights_src base, src;
     rb_hooks online;
     int quantized;          /* evaluation ran through rb_qeval */
+    rb_wstore *wq;          /* quantized weights (NULL: weights not quantized, or not yet) */
+    char *wq_tmpdir;        /* temporary directory holding wq (removed by rb_pipe_free), or NULL */
+    double seconds_wquant;  /* weight quantization wall time (0 when loaded) */
     rb_ppl_result plain;    /* FP evaluation result */
     rb_qeval_result q;      /* quantized evaluation result */
     double seconds_rotation;
@@ -71,6 +77,15 @@ int rb_pipe_prepare(rb_pipe *p, const rb_pipe_spec *s, rb_error *err);
 /* (Re)loads the evaluation tokens from `path` restricted to `range` (may be NULL), replacing the
  * previous ones and any previous result: one prepared pipeline evaluates several corpora. */
 int rb_pipe_load_text(rb_pipe *p, const char *path, const char *range, int add_bos, rb_error *err);
+/* Does the spec quantize weights (then evaluation needs quantize_weights or open_weights first)? */
+int rb_pipe_quantizes_weights(const rb_pipe_spec *s);
+/* Quantizes every linear once (RTN or GPTQ on the calibration windows, online transforms active)
+ * into a weight store at `path` (NULL: a temporary directory under $TMPDIR, removed by
+ * rb_pipe_free), recording `id` in it. No-op when the spec does not quantize weights.
+ * Interruptible (RB_EINTERRUPTED; the unfinished store is removed). */
+int rb_pipe_quantize_weights(rb_pipe *p, const rb_pipe_spec *s, const char *path, const char *id, rb_error *err);
+/* Opens a finished weight store written for `id` (a resumed run). Errors as rb_wstore_open. */
+int rb_pipe_open_weights(rb_pipe *p, const char *path, const char *id, rb_error *err);
 /* Runs the evaluation (rb_ppl_run or rb_qeval_run per the spec). Interruptible (RB_EINTERRUPTED). */
 int rb_pipe_evaluate(rb_pipe *p, const rb_pipe_spec *s, rb_error *err);
 /* The quantized (or FP) result summary: ppl, and ppl_fp/kl when available (NaN otherwise). */

@@ -38,31 +38,10 @@
  * cannot drive a huge allocation (an order-2^20 R would already be 8 TiB and fail cleanly). */
 #define ROTSET_MAX_ORDER (1 << 20)
 #define ROTSET_MAX_LAYERS (1 << 16)
-/* Target size of one checksummed chunk of a saved dataset (whole rows; one row at least). */
-#define ROTSET_CHUNK_BYTES (1u << 20)
 /* Layer group names are decimal indices below ROTSET_MAX_LAYERS: a few characters. */
 #define ROTSET_NAME_MAX 32
 
 /* ---- save ------------------------------------------------------------------------------ */
-
-/* Dataset with a Fletcher-32 checksum per chunk of whole rows (about ROTSET_CHUNK_BYTES each), so
- * flipped bits in the numbers are caught on read even where they would pass the orthogonality
- * recheck (a low mantissa bit). Any HDF5 reader decodes it; the filter is built in. */
-static int put_dataset(hid_t g, const char *name, int rank, const hsize_t *dims, hid_t ftype, hid_t mtype,
-                       const void *data) {
-    hsize_t chunk[2] = {dims[0], rank > 1 ? dims[1] : 1};
-    size_t row_bytes = (size_t)chunk[1] * H5Tget_size(ftype);
-    if (rank > 1 && (hsize_t)(ROTSET_CHUNK_BYTES / row_bytes) < chunk[0])
-        chunk[0] = ROTSET_CHUNK_BYTES / row_bytes > 0 ? ROTSET_CHUNK_BYTES / row_bytes : 1;
-    hid_t sp = H5Screate_simple(rank, dims, NULL), d = -1, dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    int ok = sp >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, rank, chunk) >= 0 && H5Pset_fletcher32(dcpl) >= 0 &&
-             (d = H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) >= 0 &&
-             H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
-    rb_h5_close(&d);
-    rb_h5_close(&dcpl);
-    rb_h5_close(&sp);
-    return ok ? 0 : -1;
-}
 
 /* Group `name` under parent holding rotation r with its measured orthogonality error. */
 static int put_rot(hid_t parent, const char *name, const rb_rot *r, double orth_err) {
@@ -74,8 +53,8 @@ static int put_rot(hid_t parent, const char *name, const rb_rot *r, double orth_
     if (!rc) rc = rb_h5_put_i32(g, "n", r->n);
     if (!rc) rc = rb_h5_put_f64(g, "orth_error", orth_err);
     if (!rc)
-        rc = hadamard ? put_dataset(g, "signs", 1, dims, H5T_STD_I8LE, H5T_NATIVE_INT8, r->signs)
-                      : put_dataset(g, "R", 2, dims, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, r->R);
+        rc = hadamard ? rb_h5_put_dataset_checked(g, "signs", 1, dims, H5T_STD_I8LE, H5T_NATIVE_INT8, r->signs)
+                      : rb_h5_put_dataset_checked(g, "R", 2, dims, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, r->R);
     H5Gclose(g);
     return rc;
 }
@@ -143,11 +122,11 @@ static int put_ruq(hid_t parent, const char *name, const rb_ruq_site *q, double 
     int rc = rb_h5_put_i32(g, "n", q->n);
     if (!rc) rc = rb_h5_put_i32(g, "block", q->block);
     if (!rc) rc = rb_h5_put_f64(g, "orth_error", orth_err);
-    if (!rc) rc = put_dataset(g, "scale", 1, dn, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->scale);
-    if (!rc) rc = put_dataset(g, "blk0", 2, db, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->blk0);
-    if (!rc) rc = put_dataset(g, "perm", 1, dn, H5T_STD_I32LE, H5T_NATIVE_INT32, q->perm);
-    if (!rc) rc = put_dataset(g, "blk1", 2, db, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->blk1);
-    if (!rc) rc = put_dataset(g, "householder", 1, dn, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->hh);
+    if (!rc) rc = rb_h5_put_dataset_checked(g, "scale", 1, dn, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->scale);
+    if (!rc) rc = rb_h5_put_dataset_checked(g, "blk0", 2, db, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->blk0);
+    if (!rc) rc = rb_h5_put_dataset_checked(g, "perm", 1, dn, H5T_STD_I32LE, H5T_NATIVE_INT32, q->perm);
+    if (!rc) rc = rb_h5_put_dataset_checked(g, "blk1", 2, db, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->blk1);
+    if (!rc) rc = rb_h5_put_dataset_checked(g, "householder", 1, dn, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->hh);
     H5Gclose(g);
     return rc;
 }

@@ -88,17 +88,19 @@ else
   expect_fail "unwritable output dir" 2 "cannot create|not a directory" "$RB" sweep exp.yaml --out /proc/rbx
 fi
 
-# --- SIGKILL mid-run, --resume: same numbers as an uninterrupted sweep ---
+# --- SIGKILL mid-run, --resume: same numbers as an uninterrupted sweep; GPTQ runs once per run (two
+# corpora), its weight store is reused by the resume and removed when the run is done ---
 if need_data stories260K/hf/model.safetensors && need_data wikitext-2/wiki.test.raw; then
   W="$DATA/wikitext-2/wiki.test.raw"
   cat > kill.yaml <<YAML
 name: kx
 model: {path: "$DATA/stories260K/hf"}
 data:
+  calib: {corpus: "$W", range: "0:0.2", samples: 16, seqlen: 512}
   eval:
     - {corpus: "$W", name: a, range: "0:0.5", seqlen: 512, max_windows: 120}
     - {corpus: "$W", name: b, range: "0.5:1", seqlen: 512, max_windows: 120}
-quant: {preset: W4A4KV4}
+quant: {preset: W4A4KV4, w: {algo: gptq}}
 rotation: {method: random, emb_center: false, r4: false}
 metrics: [kl]
 sweep:
@@ -115,6 +117,12 @@ YAML
   kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
   "$RB" status "$TMP/k" 2>/dev/null | grep -q "partial" && ok "SIGKILL leaves a partial run" || not_ok "partial after kill" "$("$RB" status "$TMP/k" 2>&1)"
   "$RB" sweep kill.yaml --out "$TMP/k" --resume > resume.out 2>&1
+  n=$(cat "$TMP"/k_ref/kx-*/run.log | grep -c "quantize weights:")
+  [ "$n" = 2 ] && ok "GPTQ once per run with two corpora (2 runs)" || not_ok "GPTQ count" "$n quantizations"
+  grep -q "quantized weights loaded from" "$(dirname "$f")/run.log" && ok "resume reuses the stored quantized weights" \
+    || not_ok "resume reuse" "$(tail -n 5 "$(dirname "$f")/run.log")"
+  [ -z "$(ls "$TMP"/k/kx-*/wquant.h5* "$TMP"/k_ref/kx-*/wquant.h5* 2>/dev/null)" ] && ok "weight stores removed when done" \
+    || not_ok "stores left" "$(ls "$TMP"/k/kx-*/)"
   a=$("$RB" export "$TMP/k_ref" --csv | cut -d, -f1-17 | sort); b=$("$RB" export "$TMP/k" --csv | cut -d, -f1-17 | sort)
   [ -n "$a" ] && [ "$a" = "$b" ] && ok "resumed sweep = uninterrupted sweep" || not_ok "resume result" "ref: $a" "got: $b"
 else

@@ -100,7 +100,6 @@ static inline void fx_result(rb_qeval_result *r, double ppl, double ppl_fp, doub
     r->win_kl = calloc(FX_WIN, sizeof(double));
     for (int w = 0; w < FX_WIN; w++) r->win_kl[w] = 0.25 * (w + 1);
     r->kl_mean = kl;
-    r->seconds_gptq = 0.75;
     r->seconds_total = 2.5;
 }
 

@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 
 #include "core/rb_file.h"
-#include "harness/rb_h5util.h"
+#include "core/rb_h5.h"
 #include "harness/rb_index.h"
 
 typedef rb_test_dir_fixture fixture;

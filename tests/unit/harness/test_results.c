@@ -13,7 +13,7 @@
 
 #include "core/rb_file.h"
 #include "harness/rb_env.h"
-#include "harness/rb_h5util.h"
+#include "core/rb_h5.h"
 
 typedef rb_test_dir_fixture fixture;
 

@@ -549,8 +549,7 @@ static void test_stories_w4a4(void **state) {
                                             .bos_id = fx.st.c->bos_id},
                            .fp_ref = 1, .online = &hk};
         rb_qeval_result res;
-        int rc = rb_qeval_run(&fs, fx.st.c, fx.st.eval, fx.st.n_eval, &o, &res, &err);
-        if (rc) fail_msg("qeval %s: %s", label[i], err.msg);
+        rb_test_qeval(&fs, fx.st.c, fx.st.eval, fx.st.n_eval, o, NULL, 0, 0, &res, NULL);
         ppl[i] = res.q.ppl;
         fp[i] = res.fp.ppl;
         fprintf(stderr, "# W4A4KV4 (RUQuant quantizer) %-27s ppl %9.4f  (FP %.4f, KL %.4f)\n", label[i], ppl[i], fp[i],
