@@ -34,7 +34,10 @@ const char *rb_args_pos(rb_args *a, int i);
 /* Error for any argument not consumed. */
 int rb_args_finish(rb_args *a, int n_pos, rb_error *err);
 
-/* Maps a library error code to an exit code and prints "rotbench: msg" on stderr. */
+/* Exit code of a library error code: 0 ok; 1 failed (out of memory, numerical failure); 2 usage or
+ * input error (everything else: the message names the file and position); 3 interrupted. */
+int rb_cli_exit_code(int code);
+/* Prints "rotbench: msg" on stderr and returns rb_cli_exit_code (1 for an unset code). */
 int rb_cli_fail(const rb_error *err);
 
 /* Reads int32 little-endian ids from a file (size must be a multiple of 4). */

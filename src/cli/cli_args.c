@@ -99,14 +99,19 @@ int rb_args_finish(rb_args *a, int n_pos, rb_error *err) {
     return 0;
 }
 
-int rb_cli_fail(const rb_error *err) {
-    fprintf(stderr, "rotbench: %s\n", err->msg[0] ? err->msg : rb_strerror(err->code));
-    switch (err->code) {
+int rb_cli_exit_code(int code) {
+    switch (code) {
+    case RB_OK: return RB_EXIT_OK;
     case RB_EINTERRUPTED: return RB_EXIT_INTERRUPTED;
-    case RB_ENOMEM: return RB_EXIT_FAIL;
-    case RB_OK: return RB_EXIT_FAIL;
+    case RB_ENOMEM:  /* the machine, not the input */
+    case RB_ENUMERIC: return RB_EXIT_FAIL; /* valid input, the computation failed */
     default: return RB_EXIT_USAGE;
     }
+}
+
+int rb_cli_fail(const rb_error *err) {
+    fprintf(stderr, "rotbench: %s\n", err->msg[0] ? err->msg : rb_strerror(err->code));
+    return err->code == RB_OK ? RB_EXIT_FAIL : rb_cli_exit_code(err->code);
 }
 
 int rb_read_ids(const char *path, int32_t **ids, size_t *n, rb_error *err) {

@@ -217,7 +217,7 @@ int rb_cmd_sweep(int argc, char **argv) {
             err = re;
         } else if (rr) {
             fprintf(stderr, "rotbench: row %zu: %s\n", r, re.msg);
-            if (!failures++) fail_code = rr == RB_ENOMEM ? RB_EXIT_FAIL : RB_EXIT_USAGE;
+            if (!failures++) fail_code = rb_cli_exit_code(rr);
         }
     }
 done:

@@ -13,6 +13,7 @@ const char *rb_strerror(int code) {
     case RB_ENOTFOUND: return "not found";
     case RB_EUNSUPPORTED: return "unsupported";
     case RB_EINTERRUPTED: return "interrupted";
+    case RB_ENUMERIC: return "numerical failure";
     default: return "unknown error";
     }
 }

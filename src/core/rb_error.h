@@ -15,6 +15,9 @@ enum {
     RB_ENOTFOUND = -5,    /* a required file, tensor or key is absent */
     RB_EUNSUPPORTED = -6, /* valid input this build cannot handle */
     RB_EINTERRUPTED = -7, /* stopped by a signal */
+    RB_ENUMERIC = -8,     /* numerical failure: no convergence, a non-finite value, LAPACK info > 0, a
+                             matrix that should be positive definite is not (exit 1, not 2: the input
+                             was valid, the computation failed) */
 };
 
 #define RB_ERROR_MSG_MAX 1024

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +187,74 @@ void *rb_calloc(size_t count, size_t size) {
 }
 
 void rb_free(void *p) { free(p); }
+
+/* Parses "123", "512M", "2G" (K/M/G/T, powers of 1024) into *out. 0 ok, -1 otherwise. */
+static int parse_bytes(const char *s, size_t *out) {
+    char *e;
+    errno = 0;
+    unsigned long long v = strtoull(s, &e, 10);
+    if (e == s || errno) return -1;
+    int shift = 0;
+    switch (*e) {
+    case 'K': case 'k': shift = 10; e++; break;
+    case 'M': case 'm': shift = 20; e++; break;
+    case 'G': case 'g': shift = 30; e++; break;
+    case 'T': case 't': shift = 40; e++; break;
+    default: break;
+    }
+    if (*e || (shift && v > (ULLONG_MAX >> shift))) return -1;
+    *out = (size_t)(v << shift);
+    return 0;
+}
+
+/* First unsigned number of a small text file (a cgroup file, /proc/meminfo line), or -1. */
+static int read_u64_file(const char *path, unsigned long long *v) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int ok = fscanf(f, "%llu", v) == 1;
+    fclose(f);
+    return ok ? 0 : -1;
+}
+
+size_t rb_mem_available(void) {
+    const char *env = getenv("RB_MEM_AVAILABLE");
+    size_t v;
+    if (env && *env && !parse_bytes(env, &v)) return v;
+    size_t best = SIZE_MAX;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+                best = (size_t)kb * 1024;
+                break;
+            }
+        fclose(f);
+    }
+    unsigned long long max, cur;
+    if (!read_u64_file("/sys/fs/cgroup/memory.max", &max) && !read_u64_file("/sys/fs/cgroup/memory.current", &cur)) {
+        size_t room = max > cur ? (size_t)(max - cur) : 0;
+        if (room < best) best = room;
+    }
+    return best;
+}
+
+/* "23.4 GiB" / "512.0 MiB" into buf. */
+static const char *human(size_t b, char *buf, size_t cap) {
+    double g = (double)b / (1024.0 * 1024.0 * 1024.0);
+    if (g >= 1) snprintf(buf, cap, "%.1f GiB", g);
+    else snprintf(buf, cap, "%.1f MiB", (double)b / (1024.0 * 1024.0));
+    return buf;
+}
+
+int rb_mem_check(size_t bytes, const char *what, const char *bound, rb_error *err) {
+    size_t avail = rb_mem_available();
+    if (bytes <= avail) return 0;
+    char a[32], b[32];
+    return rb_error_set(err, RB_ENOMEM, "%s needs %s but %s are available: %s", what, human(bytes, a, sizeof a),
+                        human(avail, b, sizeof b), bound);
+}
 
 double rb_peak_rss_mb(void) {
     struct rusage ru;

@@ -53,4 +53,22 @@ static inline double rb_vsum(const float *x, int n) {
     return r;
 }
 
+/* Index of the first NaN or ±Inf of x[n], or -1. The scan ORs an exponent-all-ones test (an integer
+ * reduction, which vectorizes) and locates the entry only when one exists: about one read of x. */
+static inline long rb_first_nonfinite(const float *x, size_t n) {
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, x + i, 4);
+        bad |= (b & 0x7f800000u) == 0x7f800000u;
+    }
+    if (!bad) return -1;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, x + i, 4);
+        if ((b & 0x7f800000u) == 0x7f800000u) return (long)i;
+    }
+    return -1;
+}
+
 #endif

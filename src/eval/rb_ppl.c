@@ -70,6 +70,8 @@ int rb_ppl_run(const rb_weights_src *src, const rb_llama_config *c, const int32_
     int T = o->seqlen;
     size_t per_win = (size_t)T * c->dim * sizeof(float);
     size_t budget = o->max_hidden_bytes ? o->max_hidden_bytes : RB_PPL_DEFAULT_HIDDEN_BYTES;
+    /* chunks are cheap (each re-reads the weights once): keep half of the free memory for the rest */
+    if (!o->max_hidden_bytes && budget > rb_mem_available() / 2) budget = rb_mem_available() / 2;
     int chunk = (int)(budget / per_win);
     if (chunk < 1) chunk = 1;
     if (chunk > W) chunk = W;
@@ -101,6 +103,11 @@ int rb_ppl_run(const rb_weights_src *src, const rb_llama_config *c, const int32_
                 rb_llama_logits(hs + (size_t)p0 * c->dim, (size_t)nr, head, c, logits);
                 rb_nll_rows(logits, (size_t)nr, c->vocab_size, ids + p0 + 1, nll);
                 for (int r = 0; r < nr; r++) wsum += nll[r];
+            }
+            if (!isfinite(wsum)) {
+                rc = rb_error_set(err, RB_ENUMERIC, "perplexity: window %d: NLL is %g (the logits overflowed float32)",
+                                  w0 + s, wsum);
+                goto done;
             }
             res->win_nll[w0 + s] = wsum;
             res->win_scored[w0 + s] = T - 1 - first;

@@ -124,6 +124,11 @@ static int score_windows(const rb_weights_src *src, const rb_llama_config *c, co
             }
         }
         long scored = T - 1 - first;
+        if (!isfinite(sq_nll) || !isfinite(sf_nll) || !isfinite(skl)) {
+            rc = rb_error_set(err, RB_ENUMERIC, "qeval: window %d: NLL %g (FP %g), KL %g: the logits overflowed float32",
+                              w, sq_nll, sf_nll, skl);
+            goto done;
+        }
         res->q.win_nll[w] = sq_nll;
         res->q.win_scored[w] = scored;
         res->q.nll_sum += sq_nll;
@@ -173,6 +178,12 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
     int widest = c->hidden_dim > c->n_heads * c->head_dim ? c->hidden_dim : c->n_heads * c->head_dim;
     if (widest < c->dim) widest = c->dim;
 
+    size_t need = (size_t)W * T * d * sizeof(float) * (o->fp_ref ? 2 : 1) + max_rows * (size_t)widest * sizeof(float);
+    if ((rc = rb_mem_check(need, "evaluation: the hidden states of every window (quantized and FP streams)",
+                           "lower data.eval[].max_windows (--max-windows) or seqlen", err))) {
+        free(win);
+        return rc;
+    }
     res->q.win_nll = calloc((size_t)W, sizeof(double));
     res->q.win_scored = calloc((size_t)W, sizeof(long));
     if (o->fp_ref) {

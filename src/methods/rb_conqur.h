@@ -24,7 +24,8 @@ typedef struct rb_conqur_acc {
     int n;
     double *M;        /* [n][n] Σ ẑᵀ·b in the rotated basis, since the last rb_conqur_acc_take */
     float *Mf;        /* [n][n] one chunk's float product */
-    float *S;         /* [cap_rows][n] b_t/‖z_t‖ for the chunk (scratch) */
+    float *S;         /* [cap_rows][n] b_t/‖z_t‖ for the chunk's kept rows (scratch) */
+    float *Zc;        /* [cap_rows][n] the chunk's kept rows when some were skipped (lazy scratch) */
     size_t cap_rows;
     double align_sum; /* Σ_t ‖z_t‖₁/(√n·‖z_t‖₂) over rows accumulated (corner alignment ∈ [1/√n, 1]) */
     double rows;      /* rows accumulated (zero rows are skipped) */
@@ -34,7 +35,8 @@ int rb_conqur_acc_init(rb_conqur_acc *a, int n, rb_error *err);
 void rb_conqur_acc_free(rb_conqur_acc *a);
 
 /* Accumulates the rows of Z [rows][n] (= X·R, already rotated): M += Σ ẑᵀ·sign(ẑ)/√n, and the
- * alignment sum. Rows that are zero or not finite are skipped. Errors: RB_ENOMEM. */
+ * alignment sum. Rows that are zero or hold a NaN/Inf are skipped: they change neither M nor the
+ * counts. Errors: RB_ENOMEM. */
 int rb_conqur_acc_add(rb_conqur_acc *a, const float *Z, size_t rows, rb_error *err);
 
 /* The batch's target in the original basis, C_batch = R·M (R [n][n] double, the rotation Z was

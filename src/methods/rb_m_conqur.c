@@ -372,6 +372,17 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
         goto done;
     int B = ctx->calib_batch > 0 ? ctx->calib_batch : 1, T = ctx->calib_T, n = ctx->calib_n;
     if (B > n) B = n;
+    size_t batch_tok = (size_t)B * T;
+    if ((rc = rb_mem_check(batch_tok * c->dim * sizeof(float), "conqur: the hidden states of a calibration batch",
+                           "lower data.calib.batch (--calib-batch)", err)))
+        goto done;
+    if (s.keep && (rc = rb_mem_check(batch_tok * ((size_t)2 * c->n_layers * c->dim +
+                                                  (size_t)c->n_layers * c->n_heads * c->head_dim) * sizeof(float) +
+                                         batch_tok * c->dim * sizeof(float),
+                                     "conqur: inner_iters > 1 keeps a batch's activations at every learned site",
+                                     "lower data.calib.batch (--calib-batch), or set rotation.options.inner_iters: 1",
+                                     err)))
+        goto done;
     if (!(hn = rb_alloc((size_t)B * T * c->dim * sizeof(float)))) {
         rc = rb_error_set(err, RB_ENOMEM, "conqur: out of memory (hidden states of a batch)");
         goto done;

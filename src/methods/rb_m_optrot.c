@@ -80,7 +80,7 @@ static int reorth(double *P, int n, double *E, double *T, double *drift, double 
         for (size_t q = 0; q < nn; q++) P[q] += T[q];
     }
     if (!isfinite(*after))
-        return rb_error_set(err, RB_EINVAL, "optrot: the rotation became non-finite (lower rotation.options.lr)");
+        return rb_error_set(err, RB_ENUMERIC, "optrot: the rotation became non-finite (lower rotation.options.lr)");
     return 0;
 }
 
@@ -213,7 +213,7 @@ static int optimize(const rb_method_ctx *ctx, const char *name, const run_opts *
         if (rc) return rc;
         if (it == 0) loss0 = loss;
         if (!isfinite(loss))
-            return rb_error_set(err, RB_EINVAL, "optrot: loss became %g at step %d (lower rotation.options.lr)", loss, it);
+            return rb_error_set(err, RB_ENUMERIC, "optrot: loss became %g at step %d (lower rotation.options.lr)", loss, it);
         if (loss < best) {
             best = loss, best_it = it;
             copy_iterate(s, 1);

@@ -278,6 +278,11 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
                                  "max_abs_out,orth_error,seconds",
                                  &tt, err)))
         return rc;
+    size_t need = rows * d * sizeof(float) + rows * (size_t)widest * sizeof(double) + batch_rows * d * sizeof(float);
+    if ((rc = rb_mem_check(need, "ruquant: the calibration stream (hidden states and one site's inputs in double)",
+                           "lower data.calib.samples (--calib-samples), or set rotation.options.pseudo_sequence: on",
+                           err)))
+        return rc;
     if ((rc = rb_fused_init(&st.fused, ctx->src, c, out, err))) return rc;
     st.src = rb_fused_src(&st.fused);
     rb_hooks_init(&st.on);

@@ -55,7 +55,7 @@ int rb_method_run(const char *name, const rb_method_ctx *ctx, rb_rotset *out, rb
     double e = rb_rotset_orth_err(out);
     if (e > RB_ROT_ORTH_TOL) {
         rb_rotset_free(out);
-        return rb_error_set(err, RB_EINVAL, "rotation method '%s' produced a rotation with orthogonality error %.3g", name,
+        return rb_error_set(err, RB_ENUMERIC, "rotation method '%s' produced a rotation with orthogonality error %.3g", name,
                             e);
     }
     return 0;

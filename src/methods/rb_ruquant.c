@@ -213,10 +213,10 @@ int rb_ruq_fit_site(double *X, size_t rows, int n, const double *wmax, const rb_
                             "perms %d, alpha %g)", rows, n, o->block, o->steps, o->perms, o->alpha);
     for (size_t q = 0; q < rows * (size_t)n; q++)
         if (!isfinite(X[q]))
-            return rb_error_set(err, RB_EINVAL, "RUQuant fit: site input row %zu, channel %zu is %g", q / n, q % n, X[q]);
+            return rb_error_set(err, RB_ENUMERIC, "RUQuant fit: site input row %zu, channel %zu is %g", q / n, q % n, X[q]);
     for (int j = 0; j < n; j++)
         if (!(isfinite(wmax[j]) && wmax[j] >= 0))
-            return rb_error_set(err, RB_EINVAL, "RUQuant fit: weight column %d max |W| is %g", j, wmax[j]);
+            return rb_error_set(err, RB_ENUMERIC, "RUQuant fit: weight column %d max |W| is %g", j, wmax[j]);
     rb_ruq_site *s;
     int rc = rb_ruq_site_alloc(n, o->block, &s, err);
     if (rc) return rc;

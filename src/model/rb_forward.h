@@ -95,8 +95,10 @@ int rb_forward_init(rb_forward *f, const rb_llama_config *c, int max_T, int max_
 void rb_forward_free(rb_forward *f);
 
 /* Runs decoder layer `layer` (weights w) over h[n_seq*T][dim] in place: h ← h + attn, h ← h + mlp.
- * Requires T ≤ max_T and n_seq*T ≤ max_rows. Hooks (may be NULL) run at each site. Returns 0, a
- * negative error, or a hook's positive stop value (h then holds a partially updated state). */
+ * Requires T ≤ max_T and n_seq*T ≤ max_rows. Hooks (may be NULL) run at each site. Every site's
+ * tensor after its hooks and the residual stream after each block are checked finite: a NaN/Inf is
+ * RB_ENUMERIC naming the layer, the site, the sequence, token and channel. Returns 0, a negative
+ * error, or a hook's positive stop value (h then holds a partially updated state). */
 int rb_forward_layer(rb_forward *f, const rb_layer_weights *w, int layer, float *h, int n_seq, int T,
                      int seq_offset, const rb_hooks *hooks, rb_error *err);
 

@@ -167,6 +167,9 @@ static int parse_root(const char *path, json_t *root, rb_llama_config *c, rb_err
     }
     if (c->head_dim % 2 != 0)
         return rb_error_set(err, RB_EFORMAT, "%s: key 'head_dim': %d is odd; RoPE rotates pairs", path, c->head_dim);
+    if (c->head_dim > RB_MAX_HEAD_DIM)
+        return rb_error_set(err, RB_EUNSUPPORTED, "%s: key 'head_dim': %d is above the supported %d%s", path,
+                            c->head_dim, RB_MAX_HEAD_DIM, hd && !json_is_null(hd) ? "" : " (hidden_size / num_attention_heads)");
     if (c->n_heads % c->n_kv_heads != 0)
         return rb_error_set(err, RB_EFORMAT, "%s: key 'num_key_value_heads': %d does not divide num_attention_heads %d",
                             path, c->n_kv_heads, c->n_heads);

@@ -77,6 +77,9 @@ static int check_header(const char *path, const int32_t *h, rb_error *err) {
     if ((h[0] / h[3]) % 2 != 0)
         return rb_error_set(err, RB_EFORMAT, "%s: header field n_heads = %d gives an odd head size %d", path, h[3],
                             h[0] / h[3]);
+    if (h[0] / h[3] > RB_MAX_HEAD_DIM)
+        return rb_error_set(err, RB_EUNSUPPORTED, "%s: header fields dim %d / n_heads %d give head size %d, above the "
+                            "supported %d", path, h[0], h[3], h[0] / h[3], RB_MAX_HEAD_DIM);
     return 0;
 }
 

@@ -97,6 +97,9 @@ static int resolve_opts(const rb_make_model_opts *o, const preset **pp, rb_llama
     }
     if (c->head_dim % 2)
         return rb_error_set(err, RB_EINVAL, "make-model: head_dim %d is odd (RoPE rotates pairs)", c->head_dim);
+    if (c->head_dim > RB_MAX_HEAD_DIM)
+        return rb_error_set(err, RB_EINVAL, "make-model: head_dim %d is above the supported %d", c->head_dim,
+                            RB_MAX_HEAD_DIM);
     if (c->n_heads % c->n_kv_heads)
         return rb_error_set(err, RB_EINVAL, "make-model: --kv-heads %d does not divide --heads %d", c->n_kv_heads,
                             c->n_heads);

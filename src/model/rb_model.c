@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "core/rb_half.h"
+#include "core/rb_math.h"
 #include "rb_llama2c.h"
 #include "rb_model_internal.h"
 
@@ -235,9 +236,19 @@ static void release_pages(const uint8_t *p, size_t n) {
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+/* A NaN/Inf weight is refused where it is read, naming the tensor and the entry (it would otherwise
+ * surface as a NaN perplexity). n values of dst, entry 0 at row row0 of the tensor. */
+static int check_finite(const rb_tref *t, const float *dst, size_t n, size_t row0, rb_error *err) {
+    long i = rb_first_nonfinite(dst, n);
+    if (i < 0) return 0;
+    return rb_error_set(err, RB_EFORMAT, "%s: tensor %s: non-finite value %g at [%zu][%zu]", t->file, t->name,
+                        (double)dst[i], row0 + (size_t)i / t->cols, (size_t)i % t->cols);
+}
+
 /* Whole tensor into dst[rows][cols], applying the llama2.c → HF per-head row permutation: new row
- * j of a head is old row 2j for j < hd/2 and old row 2(j - hd/2) + 1 after. */
-static void load_tref(const rb_tref *t, float *dst) {
+ * j of a head is old row 2j for j < hd/2 and old row 2(j - hd/2) + 1 after. Errors: RB_EFORMAT (a
+ * non-finite value; its position is the stored row's, before the permutation). */
+static int load_tref(const rb_tref *t, float *dst, rb_error *err) {
     const size_t row_bytes = t->cols * rb_dtype_size(t->dtype);
     if (!t->perm_heads) {
         convert(t->data, t->dtype, dst, t->rows * t->cols);
@@ -247,16 +258,21 @@ static void load_tref(const rb_tref *t, float *dst) {
             for (size_t j = 0; j < hd; j++) {
                 size_t old = h * hd + (j < half ? 2 * j : 2 * (j - half) + 1);
                 convert(t->data + old * row_bytes, t->dtype, dst + (h * hd + j) * t->cols, t->cols);
+                if (check_finite(t, dst + (h * hd + j) * t->cols, t->cols, old, err)) return err->code;
             }
     }
     release_pages(t->data, t->rows * row_bytes);
+    return t->perm_heads ? 0 : check_finite(t, dst, t->rows * t->cols, 0, err);
 }
 
 int rb_model_load_layer(rb_model *m, int l, rb_layer_weights *w, rb_error *err) {
     RB_ASSERT(m && w);
     if (l < 0 || l >= m->cfg.n_layers)
         return rb_error_set(err, RB_EINVAL, "%s: layer %d out of range [0, %d)", m->path, l, m->cfg.n_layers);
-    for (int s = 0; s < RB_W_COUNT; s++) load_tref(&m->layers[(size_t)l * RB_W_COUNT + s], *slot_buf(w, s));
+    for (int s = 0; s < RB_W_COUNT; s++) {
+        int rc = load_tref(&m->layers[(size_t)l * RB_W_COUNT + s], *slot_buf(w, s), err);
+        if (rc) return rc;
+    }
     return 0;
 }
 
@@ -268,28 +284,20 @@ int rb_model_embed(rb_model *m, const int32_t *ids, size_t n, float *out, rb_err
             return rb_error_set(err, RB_EINVAL, "%s: token id %d (position %zu) out of range [0, %d)", m->path,
                                 (int)ids[i], i, m->cfg.vocab_size);
     const size_t row_bytes = e->cols * rb_dtype_size(e->dtype);
-    for (size_t i = 0; i < n; i++) convert(e->data + (size_t)ids[i] * row_bytes, e->dtype, out + i * e->cols, e->cols);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        convert(e->data + (size_t)ids[i] * row_bytes, e->dtype, out + i * e->cols, e->cols);
+        rc = check_finite(e, out + i * e->cols, e->cols, (size_t)ids[i], err);
+    }
     release_pages(e->data, e->rows * row_bytes);
-    return 0;
+    return rc;
 }
 
-int rb_model_load_final_norm(rb_model *m, float *out, rb_error *err) {
-    (void)err;
-    load_tref(&m->final_norm, out);
-    return 0;
-}
+int rb_model_load_final_norm(rb_model *m, float *out, rb_error *err) { return load_tref(&m->final_norm, out, err); }
 
-int rb_model_load_lm_head(rb_model *m, float *out, rb_error *err) {
-    (void)err;
-    load_tref(&m->lm_head, out);
-    return 0;
-}
+int rb_model_load_lm_head(rb_model *m, float *out, rb_error *err) { return load_tref(&m->lm_head, out, err); }
 
-int rb_model_load_embedding(rb_model *m, float *out, rb_error *err) {
-    (void)err;
-    load_tref(&m->embed, out);
-    return 0;
-}
+int rb_model_load_embedding(rb_model *m, float *out, rb_error *err) { return load_tref(&m->embed, out, err); }
 
 const char *rb_linear_name(int lin) {
     static const char *const names[RB_LIN_COUNT] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",

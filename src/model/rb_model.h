@@ -49,6 +49,10 @@ typedef struct rb_layer_weights {
 } rb_layer_weights;
 
 /* The seven linears of a layer, in HF order (also the order of rb_qeval's results). */
+/* Largest head_dim accepted at load: the RoPE tables of rb_forward hold head_dim/2 frequencies in a
+ * fixed buffer; real models use 64..256. Checked by every reader (the error names the key). */
+#define RB_MAX_HEAD_DIM 2048
+
 enum { RB_LIN_Q = 0, RB_LIN_K, RB_LIN_V, RB_LIN_O, RB_LIN_GATE, RB_LIN_UP, RB_LIN_DOWN, RB_LIN_COUNT };
 
 /* "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" for RB_LIN_*. */

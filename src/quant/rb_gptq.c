@@ -248,7 +248,7 @@ int rb_gptq_quantize(const rb_qspec *spec, float *w, int rows, int cols, const d
     st.t_chol_s = rb_now() - t0;
     if (step) {
         work_free(&k, w);
-        return rb_error_set(err, RB_EINVAL,
+        return rb_error_set(err, RB_ENUMERIC,
                             "gptq %s: Hessian %d x %d not positive definite after damping %g (%s failed, info %d)",
                             name, cols, cols, st.damp, step == 2 ? "dtrtri" : "dpotrf", info);
     }

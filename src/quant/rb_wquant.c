@@ -96,6 +96,10 @@ int rb_wquant_run(const rb_weights_src *src, const rb_llama_config *c, const rb_
     if (rc) return rc;
     if (gptq) {
         size_t rows = rb_stream_batch_rows(cal.T, cal.n_seq);
+        if ((rc = rb_mem_check(((size_t)cal.n_seq * cal.T + rows) * c->dim * sizeof(float),
+                               "GPTQ: the hidden states of the calibration windows",
+                               "lower data.calib.samples (--calib-samples) or data.calib.seqlen", err)))
+            goto done;
         cal.h = rb_alloc((size_t)cal.n_seq * cal.T * c->dim * sizeof(float));
         copy = rb_alloc(rows * (size_t)c->dim * sizeof(float));
         if (!cal.h || !copy) {

@@ -47,13 +47,13 @@ int rb_orth_qr_fix(int n, double *A, rb_error *err) {
     }
     lapack_int info = LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, n, n, A, n, tau);
     if (info) {
-        rc = rb_error_set(err, RB_EINVAL, "QR %d×%d: dgeqrf failed (info %d)", n, n, (int)info);
+        rc = rb_error_set(err, info > 0 ? RB_ENUMERIC : RB_EINVAL, "QR %d×%d: dgeqrf failed (info %d)", n, n, (int)info);
         goto out;
     }
     for (int j = 0; j < n; j++) d[j] = A[(size_t)j * n + j] < 0 ? -1.0 : 1.0;
     info = LAPACKE_dorgqr(LAPACK_ROW_MAJOR, n, n, n, A, n, tau);
     if (info) {
-        rc = rb_error_set(err, RB_EINVAL, "QR %d×%d: dorgqr failed (info %d)", n, n, (int)info);
+        rc = rb_error_set(err, info > 0 ? RB_ENUMERIC : RB_EINVAL, "QR %d×%d: dorgqr failed (info %d)", n, n, (int)info);
         goto out;
     }
     for (int i = 0; i < n; i++)
@@ -107,7 +107,8 @@ int rb_polar(const double *C, int n, double *R, rb_error *err) {
     memcpy(A, C, sizeof(double) * sq(n));
     lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'A', n, n, A, n, S, U, n, VT, n);
     if (info) {
-        rc = rb_error_set(err, RB_EINVAL, "polar %d×%d: dgesdd failed (info %d)", n, n, (int)info);
+        rc = rb_error_set(err, info > 0 ? RB_ENUMERIC : RB_EINVAL, "polar %d×%d: dgesdd failed (info %d%s)", n, n,
+                          (int)info, info > 0 ? ": no convergence" : "");
         goto out;
     }
     gemm(0, 0, n, 1.0, U, VT, 0.0, R);
@@ -133,7 +134,7 @@ int rb_polar_ns(const double *C, int n, double eps, int max_iter, double tol, do
     double f2 = 0;
     for (size_t t = 0; t < sq(n); t++) f2 += X[t] * X[t];
     if (f2 == 0) {
-        rc = rb_error_set(err, RB_EINVAL, "Newton–Schulz %d×%d: zero matrix", n, n);
+        rc = rb_error_set(err, RB_ENUMERIC, "Newton–Schulz %d×%d: zero matrix", n, n);
         goto out;
     }
     double inv = 1.0 / sqrt(f2);
@@ -157,7 +158,7 @@ int rb_polar_ns(const double *C, int n, double eps, int max_iter, double tol, do
     }
     memcpy(R, X, sizeof(double) * sq(n));
     if (e > tol)
-        rc = rb_error_set(err, RB_EINVAL, "Newton–Schulz %d×%d: ‖XᵀX − I‖_F = %.3g > %.3g after %d iterations", n, n, e,
+        rc = rb_error_set(err, RB_ENUMERIC, "Newton–Schulz %d×%d: ‖XᵀX − I‖_F = %.3g > %.3g after %d iterations", n, n, e,
                           tol, it);
 out:
     if (iters) *iters = it;

@@ -118,6 +118,7 @@ static void test_rejects(void **state) {
                " \"vocab_size\": 512}",
                RB_EFORMAT, "key 'num_attention_heads'");
     expect_bad("{" BASE ", \"head_dim\": 15}", RB_EFORMAT, "key 'head_dim'");
+    expect_bad("{" BASE ", \"head_dim\": 4096}", RB_EUNSUPPORTED, "key 'head_dim': 4096 is above the supported 2048");
     expect_bad("{" BASE ", \"rms_norm_eps\": -1}", RB_EFORMAT, "key 'rms_norm_eps'");
     expect_bad("{" BASE ", \"rms_norm_eps\": \"1e-5\"}", RB_EFORMAT, "key 'rms_norm_eps': expected a positive number");
     expect_bad("{" BASE ", \"rope_theta\": 0}", RB_EFORMAT, "key 'rope_theta'");

@@ -161,9 +161,12 @@ static void test_bad_files(void **state) {
     const int32_t bad_heads[7] = {D, HID, L, 3, 1, V, SEQ};
     write_bin(bad_heads, 0, 0);
     expect_fail(RB_EFORMAT, "n_heads = 3");
-    const int32_t huge[7] = {1 << 30, 1 << 30, 1 << 30, 2, 1, V, SEQ};
+    const int32_t huge[7] = {1 << 30, 1 << 30, 1 << 30, 1 << 20, 1, V, SEQ};
     write_bin(huge, 0, 0);
     expect_fail(RB_EFORMAT, "implies");
+    const int32_t big_head[7] = {1 << 14, HID, L, 2, 1, V, SEQ}; /* refused before any buffer is sized by it */
+    write_bin(big_head, 0, 0);
+    expect_fail(RB_EUNSUPPORTED, "head size 8192, above the supported 2048");
     const int32_t magic[7] = {0x616b3432, 1, 0, 0, 0, 0, 0};
     write_bin(magic, 0, 0);
     expect_fail(RB_EUNSUPPORTED, "version 1");
