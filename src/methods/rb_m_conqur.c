@@ -27,11 +27,16 @@
 extern const rb_method rb_method_conqur;
 
 static const rb_method_option opts[] = {
-    {"seed", "key", "0", "root seed: Hadamard signs of R1 (stream rotation.r1) or random inits (rotation.r1, rotation.r2.<l>)"},
+    {"seed", "key", "0", "root seed: Hadamard signs of R1 (stream rotation.r1) and of R2 of layer l (rotation.r2.<l>), or "
+                         "the random inits from the same streams"},
     {"r3", "key", "on", "online Hadamard on Q/K after RoPE (per head); also simulated during calibration"},
     {"r4", "key", "on", "online Hadamard on the down_proj input (fused into W_down); also simulated during calibration"},
     {"init", "hadamard|random|identity", "hadamard",
-     "starting rotations: QuaRot's random Hadamard R1 and Hadamard R2 (§6.4), Haar-random, or the identity"},
+     "starting rotations: random Hadamard R1 (QuaRot's signs) and R2 (see r2_signs) as in 6.4, Haar-random, or the "
+     "identity"},
+    {"r2_signs", "random|none", "random",
+     "with init hadamard: R2 of layer l starts as a random Hadamard (signs from stream rotation.r2.<l>, METHODS 6.4), "
+     "or the plain Hadamard H/sqrt(d_h) (none: the start before issue 10)"},
     {"accumulation", "cumulative|ema|per-batch", "cumulative",
      "cross-covariance across batches: sum of all batches, C <- beta*C + (1-beta)*C_batch, or the last batch only"},
     {"beta", "real", "0.9", "EMA factor for accumulation: ema, in [0, 1)"},
@@ -245,7 +250,7 @@ static void state_free(cq_state *s) {
 }
 
 typedef struct cq_opts {
-    int init, accum, inner, passes, target_q, learn_r1, learn_r2;
+    int init, r2_plain, accum, inner, passes, target_q, learn_r1, learn_r2;
     double beta;
 } cq_opts;
 
@@ -253,6 +258,7 @@ static int read_opts(const rb_method_ctx *ctx, cq_opts *o, rb_error *err) {
     const rb_method *m = &rb_method_conqur;
     int rc;
     if ((rc = rb_method_opt_enum(ctx, m, "init", &o->init, err)) ||
+        (rc = rb_method_opt_enum(ctx, m, "r2_signs", &o->r2_plain, err)) ||
         (rc = rb_method_opt_enum(ctx, m, "accumulation", &o->accum, err)) ||
         (rc = rb_method_opt_real(ctx, m, "beta", 0.0, 0.999999, &o->beta, err)) ||
         (rc = rb_method_opt_int(ctx, m, "inner_iters", 1, 1000, &o->inner, err)) ||
@@ -353,7 +359,7 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
         char stream[48];
         snprintf(stream, sizeof stream, "rotation.r2.%d", l);
         if ((rc = rot_init(&s.r2[l], c->head_dim, err)) ||
-            (rc = rb_method_init_rot(o.init, ctx->seed, stream, 0, c->head_dim, s.r2[l].R, err)))
+            (rc = rb_method_init_rot(o.init, ctx->seed, stream, !o.r2_plain, c->head_dim, s.r2[l].R, err)))
             goto done;
         rot_sync_f(&s.r2[l]);
     }

@@ -19,7 +19,7 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
     out->cross_head = ctx->cross_head > 0;
     int8_t *s = malloc((size_t)out->dim);
     if (!s) return rb_error_set(err, RB_ENOMEM, "hadamard: out of memory");
-    rb_method_r1_signs(ctx->seed, out->dim, s);
+    rb_method_signs(ctx->seed, "rotation.r1", out->dim, s);
     rc = rb_rot_from_hadamard(out->dim, s, &out->r1, err);
     free(s);
     if (rc) return rb_error_prefix(err, "R1");

@@ -33,8 +33,9 @@
 extern const rb_method rb_method_optrot;
 
 static const rb_method_option opts[] = {
-    {"seed", "key", "0", "root seed: R1 init from stream rotation.r1 (R2 of layer l: rotation.r2.<l> with init random); "
-                         "QR retractions of Cayley SGD from rotation.optrot.cayley"},
+    {"seed", "key", "0", "root seed: R1 init from stream rotation.r1, R2 of layer l from rotation.r2.<l> (random-Hadamard "
+                         "signs, or the Haar draw with init random); QR retractions of Cayley SGD from "
+                         "rotation.optrot.cayley"},
     {"r3", "key", "on", "online Hadamard on Q/K after RoPE (per head); not part of the loss"},
     {"r4", "key", "on", "online Hadamard on the down_proj input, fused into W_down: the down term uses W_down·H4"},
     {"cross_head", "key", "off", "QuaRot's cross-head Hadamard on the o_proj input (then part of the W_o term)"},
@@ -45,7 +46,10 @@ static const rb_method_option opts[] = {
      "OptRot+ weights by the per-token mean x^T x (about 1 on the RMS-normalized q/k/v/gate/up inputs), so its loss "
      "has the OptRot scale and keeps the default 1"},
     {"init", "hadamard|random|identity", "hadamard",
-     "start: random Hadamard R1 (seeded signs as method hadamard) and Hadamard R2; Haar-random; identity"},
+     "start: random Hadamard R1 (seeded signs as method hadamard) and R2 (see r2_signs); Haar-random; identity"},
+    {"r2_signs", "random|none", "random",
+     "with init hadamard: R2 of layer l starts as a random Hadamard (signs from stream rotation.r2.<l>, as SpinQuant "
+     "and METHODS 4.2), or the plain Hadamard H/sqrt(d_h) (none: the start before issue 10)"},
     {"train_r2", "bool", "on", "learn the per-layer R2 (off: R2 stays at its initialization)"},
     {"normalize", "bool", "off",
      "per-matrix scale-free terms: sum W^4 / ||W||_F^4 (OptRot+: also / (tr H/n)^2)"},
@@ -85,7 +89,7 @@ static int reorth(double *P, int n, double *E, double *T, double *drift, double 
 }
 
 typedef struct run_opts {
-    int steps, init, train_r2, normalize, plus, cache_mib;
+    int steps, init, r2_plain, train_r2, normalize, plus, cache_mib;
     double lr;
 } run_opts;
 
@@ -95,6 +99,7 @@ static int read_opts(const rb_method_ctx *ctx, run_opts *o, rb_error *err) {
     if ((rc = rb_method_opt_int(ctx, m, "steps", 0, 10000000, &o->steps, err)) ||
         (rc = rb_method_opt_real(ctx, m, "lr", 1e-12, 1e12, &o->lr, err)) ||
         (rc = rb_method_opt_enum(ctx, m, "init", &o->init, err)) ||
+        (rc = rb_method_opt_enum(ctx, m, "r2_signs", &o->r2_plain, err)) ||
         (rc = rb_method_opt_bool(ctx, m, "train_r2", &o->train_r2, err)) ||
         (rc = rb_method_opt_bool(ctx, m, "normalize", &o->normalize, err)) ||
         (rc = rb_method_opt_bool(ctx, m, "plus", &o->plus, err)) ||
@@ -259,8 +264,9 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
                          .cache_bytes = (size_t)o.cache_mib << 20};
     double t0 = rb_now();
     if ((rc = rb_optrot_init(&p, &src, c, &po, err))) goto done;
-    rb_info("%s: %d steps, lr %g, init %s, train_r2 %s, normalize %s; %d of %d layers cached", out->method, o.steps, o.lr,
-            o.init == RB_INIT_HADAMARD ? "hadamard" : o.init == RB_INIT_RANDOM ? "random" : "identity",
+    rb_info("%s: %d steps, lr %g, init %s%s, train_r2 %s, normalize %s; %d of %d layers cached", out->method, o.steps,
+            o.lr, o.init == RB_INIT_HADAMARD ? "hadamard" : o.init == RB_INIT_RANDOM ? "random" : "identity",
+            o.init == RB_INIT_HADAMARD ? (o.r2_plain ? " (plain R2)" : " (random-sign R2)") : "",
             o.train_r2 ? "on" : "off", o.normalize ? "on" : "off", p.n_cached, c->n_layers);
     if (o.plus) {
         rb_hooks hk;
@@ -275,7 +281,7 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
     for (int l = 0; !rc && l < c->n_layers; l++) {
         char name[48];
         snprintf(name, sizeof name, "rotation.r2.%d", l);
-        rc = rb_method_init_rot(o.init, ctx->seed, name, 0, c->head_dim, s.R2[l], err);
+        rc = rb_method_init_rot(o.init, ctx->seed, name, !o.r2_plain, c->head_dim, s.R2[l], err);
     }
     if (rc) goto done;
     if ((rc = optimize(ctx, out->method, &o, &p, &s, err))) goto done;

@@ -225,13 +225,13 @@ int rb_method_opt_enum(const rb_method_ctx *ctx, const rb_method *m, const char 
 
 /* ---- starting rotations ---- */
 
-void rb_method_r1_signs(uint64_t seed, int n, int8_t *s) {
+void rb_method_signs(uint64_t seed, const char *stream, int n, int8_t *s) {
     rb_rng r;
-    rb_rng_seed(&r, seed, "rotation.r1");
+    rb_rng_seed(&r, seed, stream);
     for (int i = 0; i < n; i++) s[i] = (rb_rng_next(&r) >> 63) ? 1 : -1;
 }
 
-int rb_method_init_rot(int kind, uint64_t seed, const char *stream, int r1, int n, double *R, rb_error *err) {
+int rb_method_init_rot(int kind, uint64_t seed, const char *stream, int signs, int n, double *R, rb_error *err) {
     if (kind == RB_INIT_IDENTITY) {
         rb_orth_identity(R, n);
         return 0;
@@ -243,9 +243,9 @@ int rb_method_init_rot(int kind, uint64_t seed, const char *stream, int r1, int 
     }
     RB_ASSERT(kind == RB_INIT_HADAMARD);
     int8_t *sg = NULL;
-    if (r1) {
+    if (signs) {
         if (!(sg = malloc((size_t)n))) return rb_error_set(err, RB_ENOMEM, "rotation init: out of memory");
-        rb_method_r1_signs(seed, n, sg);
+        rb_method_signs(seed, stream, n, sg);
     }
     rb_rot *h = NULL;
     int rc = rb_rot_from_hadamard(n, sg, &h, err);

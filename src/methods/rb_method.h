@@ -104,14 +104,15 @@ int rb_method_opt_enum(const rb_method_ctx *ctx, const rb_method *m, const char 
  * this order, so its index is the enum value. */
 enum { RB_INIT_HADAMARD = 0, RB_INIT_RANDOM, RB_INIT_IDENTITY };
 
-/* QuaRot's R1 sign vector (method hadamard's): s[i] = ±1 from stream "rotation.r1" of seed. */
-void rb_method_r1_signs(uint64_t seed, int n, int8_t *s); /* s: [n] */
+/* A random Hadamard's sign vector: s[i] = ±1 from stream `stream` of seed ("rotation.r1" gives
+ * QuaRot's R1 signs, method hadamard's). */
+void rb_method_signs(uint64_t seed, const char *stream, int n, int8_t *s); /* s: [n] */
 
-/* R [n][n] ← the starting rotation `kind`: RB_INIT_HADAMARD = diag(s)·H_nᵀ/√n with s =
- * rb_method_r1_signs when r1 (method hadamard's R1), all +1 otherwise (its R2); RB_INIT_RANDOM =
- * Haar-random from stream `stream` of seed (method random's); RB_INIT_IDENTITY. Errors:
- * RB_ENOMEM, the Hadamard construction's, LAPACK failures. */
-int rb_method_init_rot(int kind, uint64_t seed, const char *stream, int r1, int n, double *R, rb_error *err);
+/* R [n][n] ← the starting rotation `kind` from stream `stream` of seed: RB_INIT_HADAMARD =
+ * diag(s)·H_nᵀ/√n with s = rb_method_signs(stream) when `signs` (a random Hadamard, METHODS §1.3),
+ * all +1 otherwise (the plain Hadamard, method hadamard's R2); RB_INIT_RANDOM = Haar-random (method
+ * random's); RB_INIT_IDENTITY. Errors: RB_ENOMEM, the Hadamard construction's, LAPACK failures. */
+int rb_method_init_rot(int kind, uint64_t seed, const char *stream, int signs, int n, double *R, rb_error *err);
 
 /* Shared by methods: an empty set for ctx's model with r3/r4/emb_center resolved (req < 0 → def). */
 int rb_method_init_set(const rb_method_ctx *ctx, const char *name, int def_r3, int def_r4, rb_rotset *out,

@@ -536,13 +536,14 @@ static void test_stories_optrot(void **state) {
     const rb_trace_table *t = rb_trace_find(&tr, "optrot");
     assert_non_null(t);
     check_envelope(t, STORIES_STEPS, STORIES_FINAL_FRAC, 1, "optrot lr 1");
-    /* the start is method hadamard (same seed): its fused Σ W⁴ is the first loss; the returned set's is the best */
-    assert_int_equal(run("hadamard", NULL, 0, &had, NULL, &err), 0);
+    /* the start (steps=0: random Hadamard R1 and R2): its fused Σ W⁴ is the first loss; the returned set's is
+     * the best */
+    assert_int_equal(run("optrot", "steps=0", 0, &had, NULL, &err), 0);
     double k_had, s_had, k_opt, s_opt;
     fused_stats(&had, &k_had, &s_had);
     fused_stats(&rs, &k_opt, &s_opt);
     double L0 = t->data[col_of(t, "loss")], best = t->data[(size_t)STORIES_STEPS * t->n_cols + col_of(t, "best")];
-    fprintf(stderr, "# fused weights: mean kurtosis hadamard %.4f -> optrot %.4f; sum W^4 %.6g -> %.6g (trace %.6g -> %.6g)\n",
+    fprintf(stderr, "# fused weights: mean kurtosis start %.4f -> optrot %.4f; sum W^4 %.6g -> %.6g (trace %.6g -> %.6g)\n",
             k_had, k_opt, s_had, s_opt, L0, best);
     assert_true(fabs(L0 - s_had) <= LOSS_MATCH_REL_TOL * s_had);
     assert_true(fabs(best - s_opt) <= LOSS_MATCH_REL_TOL * s_opt);
@@ -599,6 +600,22 @@ static void test_stories_init(void **state) {
     assert_int_equal(run("hadamard", NULL, 0, &had, NULL, &err), 0);
     int d = st.c->dim, hd = st.c->head_dim;
     assert_memory_equal(a.r1->R, had.r1->R, sizeof(double) * d * d);
+    /* R2 of layer l: a random Hadamard, diag(s_l)·Hᵀ/√hd with s_l from stream rotation.r2.<l> (method
+     * hadamard's R2 is the plain Hᵀ/√hd) */
+    int8_t s[256];
+    assert_true(hd <= 256);
+    int differ = 0;
+    for (int l = 0; l < st.c->n_layers; l++) {
+        char stream[32];
+        snprintf(stream, sizeof stream, "rotation.r2.%d", l);
+        rb_method_signs(1, stream, hd, s);
+        for (int i = 0; i < hd; i++)
+            for (int j = 0; j < hd; j++) assert_true(a.r2[l]->R[i * hd + j] == s[i] * had.r2[l]->R[i * hd + j]);
+        differ |= l > 0 && memcmp(a.r2[l]->R, a.r2[0]->R, sizeof(double) * hd * hd) != 0;
+    }
+    assert_true(differ);
+    rb_rotset_free(&a);
+    assert_int_equal(run("optrot", "steps=0,r2_signs=none", 0, &a, NULL, &err), 0);
     assert_memory_equal(a.r2[0]->R, had.r2[0]->R, sizeof(double) * hd * hd);
     rb_rotset_free(&a);
     /* identity start, R2 frozen: R2 stays I while R1 moves */
