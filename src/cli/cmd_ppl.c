@@ -40,7 +40,7 @@ static int write_nll_tsv(const char *path, const rb_ppl_result *r, rb_error *err
 
 typedef struct ppl_args {
     const char *text, *tokp, *proto, *nll_out, *quant, *walgo, *calib, *calib_range, *text_range, *stats;
-    const char *rotation, *save_rot, *load_rot, *rot_opts;
+    const char *rotation, *save_rot, *load_rot, *rot_opts, *o_proj;
     long seqlen, maxw, calib_n, calib_T, calib_batch, seed;
     int no_bos, act_order, r3, r4, emb_center, cross_head;
 } ppl_args;
@@ -61,6 +61,7 @@ static int parse_ppl_args(rb_args *a, ppl_args *p, rb_error *err) {
     p->save_rot = rb_args_str(a, "save-rotation", err);
     p->load_rot = rb_args_str(a, "load-rotation", err);
     p->rot_opts = rb_args_str(a, "rot-opt", err);
+    p->o_proj = rb_args_str(a, "o-proj", err);
     if (rb_args_onoff(a, "r3", -1, &p->r3, err) || rb_args_onoff(a, "r4", -1, &p->r4, err) ||
         rb_args_onoff(a, "emb-center", 1, &p->emb_center, err) || rb_args_onoff(a, "cross-head", -1, &p->cross_head, err))
         return err->code;
@@ -129,6 +130,10 @@ int rb_cmd_ppl(int argc, char **argv) {
     }
     if (rb_quant_preset(p.quant ? p.quant : "W16A16", &qcfg, &err)) goto fail;
     if (p.walgo && !strcmp(p.walgo, "gptq")) qcfg.w_algo = RB_WALGO_GPTQ;
+    if (p.o_proj && (qcfg.o_proj = rb_oproj_from_name(p.o_proj)) < 0) {
+        rb_error_set(&err, RB_EINVAL, "ppl: --o-proj: expected auto, head or row, got '%s'", p.o_proj);
+        goto fail;
+    }
     qcfg.gptq.act_order = p.act_order;
     if (p.quant || p.stats) spec.quant = &qcfg;
     if (p.load_rot) {

@@ -19,6 +19,7 @@ static const char *const usage_text =
     "            [--rotation METHOD [--rot-opt NAME=VALUE,...] | --load-rotation FILE] [--seed S]\n"
     "            [--r3 on|off] [--r4 on|off] [--calib-batch N]\n"
     "            [--emb-center on|off] [--cross-head on|off] [--save-rotation FILE]\n"
+    "            [--o-proj auto|head|row]                (o_proj input: per head, or per row after cross-head)\n"
     "                                                    perplexity; one JSON line on stdout\n"
     "  methods [METHOD]                                  rotation methods, status and options\n"
     "  run CONFIG.yaml [key=value|+key=value|~key ...] [--out DIR] [--resume] [--force] [--cfg]\n"

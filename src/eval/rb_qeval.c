@@ -26,6 +26,9 @@ typedef struct qe_ctx {
     rb_qeval_result *res;
     int stats;
     float *scratch;   /* [max_rows][max site width] copy for the activation MSE */
+    float *scratch2;  /* the same, for the quantized tensor mapped to the model's basis (to_model_basis) */
+    rb_hook_fn basis;
+    void *basis_ctx;
 } qe_ctx;
 
 static int hook_stats(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
@@ -44,9 +47,16 @@ static int hook_quant(void *ctx, const rb_site_info *in, float *x, rb_error *err
         memcpy(c->scratch, x, n * sizeof(float));
     }
     int rc = rb_quant_site_hook((void *)c->q, in, x, err);
-    if (rc) return rc;
-    if (c->stats) rb_relerr_add(&c->res->act_mse[in->layer * RB_SITE_COUNT + in->site], c->scratch, x, rows, in->cols,
-                                (size_t)in->cols);
+    if (rc || !c->stats) return rc;
+    const float *q = x;
+    if (c->basis) { /* both sides back to the model's basis: the map is linear, so is the error */
+        memcpy(c->scratch2, x, n * sizeof(float));
+        if ((rc = c->basis(c->basis_ctx, in, c->scratch, err)) || (rc = c->basis(c->basis_ctx, in, c->scratch2, err)))
+            return rc;
+        q = c->scratch2;
+    }
+    rb_relerr_add(&c->res->act_mse[in->layer * RB_SITE_COUNT + in->site], c->scratch, q, rows, in->cols,
+                  (size_t)in->cols);
     return 0;
 }
 
@@ -178,7 +188,8 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
     int widest = c->hidden_dim > c->n_heads * c->head_dim ? c->hidden_dim : c->n_heads * c->head_dim;
     if (widest < c->dim) widest = c->dim;
 
-    size_t need = (size_t)W * T * d * sizeof(float) * (o->fp_ref ? 2 : 1) + max_rows * (size_t)widest * sizeof(float);
+    size_t need = (size_t)W * T * d * sizeof(float) * (o->fp_ref ? 2 : 1) +
+                  max_rows * (size_t)widest * sizeof(float) * (o->stats && o->to_model_basis ? 2 : 1);
     if ((rc = rb_mem_check(need, "evaluation: the hidden states of every window (quantized and FP streams)",
                            "lower data.eval[].max_windows (--max-windows) or seqlen", err))) {
         free(win);
@@ -195,8 +206,13 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
     if (o->fp_ref) sf.h = rb_alloc((size_t)W * T * d * sizeof(float));
     copy = rb_alloc(max_rows * (size_t)widest * sizeof(float));
     qc.scratch = copy;
+    if (o->stats && o->to_model_basis) {
+        qc.basis = o->to_model_basis;
+        qc.basis_ctx = o->basis_ctx;
+        qc.scratch2 = rb_alloc(max_rows * (size_t)widest * sizeof(float));
+    }
     if (!res->q.win_nll || !res->q.win_scored || (o->fp_ref && (!res->fp.win_nll || !res->fp.win_scored || !res->win_kl)) ||
-        !sq.h || (o->fp_ref && !sf.h) || !copy) {
+        !sq.h || (o->fp_ref && !sf.h) || !copy || (qc.basis && !qc.scratch2)) {
         rc = rb_error_set(err, RB_ENOMEM, "qeval: out of memory for hidden states (%d windows of %d tokens)", W, T);
         goto done;
     }
@@ -258,6 +274,7 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
     }
     res->seconds_total = res->q.seconds = rb_now() - t0;
 done:
+    rb_free(qc.scratch2);
     free(win);
     rb_free(sq.h);
     rb_free(sf.h);

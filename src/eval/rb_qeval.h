@@ -23,6 +23,10 @@ typedef struct rb_qeval_opts {
     int fp_ref;              /* also run the FP stream (ppl_fp, KL, layer output MSE, FP site stats) */
     int stats;               /* per-layer per-site / per-linear metrics */
     const rb_hooks *online;  /* transforms applied at sites before quantization (rotations), may be NULL */
+    /* Maps a site tensor in its quantization basis back to the model's (rb_hook_ruq_inverse), so the
+     * activation MSE is comparable across methods; NULL when the online maps are orthogonal. */
+    rb_hook_fn to_model_basis;
+    void *basis_ctx;
 } rb_qeval_opts;
 
 /* Metrics of one linear of one layer. */
@@ -41,7 +45,8 @@ typedef struct rb_qeval_result {
     int n_layers;
     rb_act_stats *site_fp;    /* [n_layers][RB_SITE_COUNT] FP stream (stats) */
     rb_act_stats *site_q;     /* [n_layers][RB_SITE_COUNT] quantized stream, before quantization (stats) */
-    rb_relerr_acc *act_mse;   /* [n_layers][RB_SITE_COUNT] Σ‖Q(x) − x‖² / Σ‖x‖² at each quantized site */
+    rb_relerr_acc *act_mse;   /* [n_layers][RB_SITE_COUNT] Σ‖Q(x) − x‖² / Σ‖x‖² at each quantized site, in the
+                                 model's basis (rotations keep norms; RUQuant's smoothing is undone) */
     rb_relerr_acc *layer_mse; /* [n_layers] block output: quantized on quantized inputs vs FP on FP */
     rb_linear_row *lin;       /* [n_layers][RB_LIN_COUNT] (stats) */
     double seconds_total;

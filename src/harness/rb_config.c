@@ -41,6 +41,7 @@ static const senum e_wgroup[] = {{"channel", RB_QGRAN_CHANNEL}, {"tensor", RB_QG
 static const senum e_agroup[] = {{"token", RB_QGRAN_TOKEN}, {"head", RB_QGRAN_HEAD}, {NULL, 0}};
 static const senum e_kvgroup[] = {{"head", RB_QGRAN_HEAD}, {"token", RB_QGRAN_TOKEN}, {NULL, 0}};
 static const senum e_algo[] = {{"rtn", RB_WALGO_RTN}, {"gptq", RB_WALGO_GPTQ}, {NULL, 0}};
+static const senum e_oproj[] = {{"auto", RB_OPROJ_AUTO}, {"head", RB_OPROJ_HEAD}, {"row", RB_OPROJ_ROW}, {NULL, 0}};
 static const senum e_metrics[] = {
     {"kurtosis", RB_METRIC_KURTOSIS}, {"mse", RB_METRIC_MSE}, {"kl", RB_METRIC_KL}, {NULL, 0}};
 /* The presets of src/quant/rb_qpreset.c: name, then bits of weights, activations, KV cache. */
@@ -93,18 +94,27 @@ static const sentry s_w[] = {S("bits", T_BITS, 0, "16", QT(w, bits)),
 static const sentry s_a[] = {S("bits", T_BITS, 0, "16", QT(a, bits)), S("sym", T_BOOL, 0, "false", QT(a, sym)),
                              SE("group", T_GROUP, 0, "token", OFF(quant.a), e_agroup),
                              S("clip", T_CLIP, 0, "1.0", OFF(quant.a)),
-                             S("raw_minmax", T_BOOL, 0, "false", QT(a, raw_minmax)), E_END};
+                             S("raw_minmax", T_BOOL, 0, "false", QT(a, raw_minmax)),
+                             SE("o_proj", T_ENUM, 0, "auto", OFF(quant.o_proj), e_oproj), E_END};
 static const sentry s_kv[] = {S("bits", T_BITS, 0, "16", QT(kv, bits)), S("sym", T_BOOL, 0, "false", QT(kv, sym)),
                               SE("group", T_GROUP, 0, "head", OFF(quant.kv), e_kvgroup),
                               S("clip", T_CLIP, 0, "1.0", OFF(quant.kv)),
                               S("raw_minmax", T_BOOL, 0, "false", QT(kv, raw_minmax)), E_END};
+static const sentry s_q[] = {S("bits", T_BITS, 0, "16", QT(q, bits)), S("sym", T_BOOL, 0, "false", QT(q, sym)),
+                             SE("group", T_GROUP, 0, "head", OFF(quant.q), e_kvgroup),
+                             S("clip", T_CLIP, 0, "1.0", OFF(quant.q)),
+                             S("raw_minmax", T_BOOL, 0, "false", QT(q, raw_minmax)), E_END};
 static const sentry s_quant[] = {SE("preset", T_ESTR, F_OPT | F_NOCASE, NULL, OFF(quant.preset), e_preset),
-                                 SM("w", 0, NOAUX, s_w), SM("a", 0, NOAUX, s_a), SM("kv", 0, NOAUX, s_kv), E_END};
+                                 SM("w", 0, NOAUX, s_w),
+                                 SM("a", 0, NOAUX, s_a),
+                                 SM("kv", 0, NOAUX, s_kv),
+                                 SM("q", 0, NOAUX, s_q),
+                                 E_END};
 static const sentry s_rotation[] = {
     S("method", T_METHOD, 0, "identity", OFF(rotation.method)),
     S("r3", T_BOOL, F_OPT, NULL, OFF(rotation.r3)),
     S("r4", T_BOOL, F_OPT, NULL, OFF(rotation.r4)),
-    S("cross_head", T_BOOL, 0, "false", OFF(rotation.cross_head)),
+    S("cross_head", T_BOOL, F_OPT, NULL, OFF(rotation.cross_head)),
     S("emb_center", T_BOOL, 0, "true", OFF(rotation.emb_center)),
     {"seed", T_U64, F_OPT, NULL, OFF(rotation.seed), OFF(rotation.has_seed), 0, 0, 0, 0, NULL, NULL},
     {"options", T_OPTS, F_OPT, NULL, OFF(rotation.opt_names), OFF(rotation.n_opts), 0, 0, 0, 0, NULL, NULL},
@@ -675,8 +685,11 @@ int rb_cfg_validate(rb_ynode *tree, rb_config *out, rb_error *err) {
     static const struct {
         const char *name;
         size_t off;
-    } sides[] = {{"w", offsetof(rb_config, quant.w)}, {"a", offsetof(rb_config, quant.a)}, {"kv", offsetof(rb_config, quant.kv)}};
-    for (int i = 0; !rc && i < 3; i++) {
+    } sides[] = {{"w", offsetof(rb_config, quant.w)},
+                 {"a", offsetof(rb_config, quant.a)},
+                 {"kv", offsetof(rb_config, quant.kv)},
+                 {"q", offsetof(rb_config, quant.q)}};
+    for (int i = 0; !rc && i < 4; i++) {
         const rb_cfg_qtensor *t = (const rb_cfg_qtensor *)((const char *)out + sides[i].off);
         if (!t->raw_minmax || !t->sym) continue;
         const rb_ynode *q = rb_ymap_get(rb_ymap_get(tree, "quant", NULL), sides[i].name, NULL);

@@ -71,7 +71,7 @@ typedef struct rb_cfg_eval {
     int max_windows; /* ≥ 0, 0 = all */
 } rb_cfg_eval;
 
-/* quant.w, quant.a or quant.kv. */
+/* quant.w, quant.a, quant.kv or quant.q. */
 typedef struct rb_cfg_qtensor {
     int bits;        /* 2,3,4,5,6,8 or 16 (= off); default 16, or the preset's */
     int sym;         /* 0/1; default 1 for w, 0 for a and kv */
@@ -103,11 +103,13 @@ typedef struct rb_config {
     struct {
         const char *preset; /* "W4A4KV4", ... (static string) or NULL; fills bits not given explicitly */
         rb_cfg_qtensor w, a, kv;
+        rb_cfg_qtensor q;   /* Q after RoPE/R3: bits 16 (off) unless set; never filled by a preset */
+        int o_proj;         /* quant.a.o_proj: RB_OPROJ_* (quant/rb_qpreset.h), default auto */
     } quant;
     struct {
         const char *method; /* identity|random|hadamard|optrot|ruquant|conqur|respinquant (static) */
         int r3, r4;         /* 0/1, or -1 = unset: the method's default (rb_method_ctx) */
-        int cross_head;     /* default 0 */
+        int cross_head;     /* 0/1, or -1 = unset: the method's default (hadamard: on, QuaRot) */
         int emb_center;     /* default 1 */
         int has_seed;
         uint64_t seed;      /* when has_seed: replaces the root seed for "rotation.*" streams */

@@ -173,6 +173,8 @@ static void quant_from(const rb_config *cfg, rb_quant_cfg *q) {
     qspec_from(&cfg->quant.a, &q->a);
     qspec_from(&cfg->quant.kv, &q->k);
     qspec_from(&cfg->quant.kv, &q->v);
+    qspec_from(&cfg->quant.q, &q->q);
+    q->o_proj = cfg->quant.o_proj;
     q->w_algo = cfg->quant.w.algo;
     q->gptq = rb_gptq_opts_default();
     q->gptq.act_order = cfg->quant.w.act_order;

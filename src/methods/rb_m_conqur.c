@@ -187,6 +187,7 @@ static int hook(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
     case RB_SITE_O_IN: return learned_site(s, &s->r2[in->layer], s->learn_r2, in, x, CS_O, err);
     case RB_SITE_V: /* V is produced in the R2 basis (Wv[h] ← R2ᵀ·Wv[h]) and cached there */
         return learned_site(s, &s->r2[in->layer], 0, in, x, CS_O, err);
+    case RB_SITE_Q: /* quantized only when quant.q is set (RUQuant's setting) */
     case RB_SITE_K:
         if (!quant_on(s, in->site)) return 0;
         return s->has_h3 ? had_site(s, &s->h3, in, x, err) : rb_quant_site_hook((void *)s->q, in, x, err);

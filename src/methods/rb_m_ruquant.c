@@ -46,7 +46,9 @@ static const rb_method_option opts[] = {
     {"seed", "key", "0", "root seed; site <site> of layer <l> draws from stream rotation.ruquant.<l>.<site>"},
     {"r3", "key", "on", "online Hadamard on Q/K after RoPE per head (RUQuant's Q/K Hadamard)"},
     {"r4", "key", "off", "online Hadamard on the down_proj input (RUQuant transforms down_in itself)"},
-    {"cross_head", "key", "off", "QuaRot's online Hadamard across heads on the o_proj input, before the o_in transform"},
+    {"cross_head", "key", "off",
+     "QuaRot's online Hadamard across heads on the o_proj input, before the o_in transform (o_in's smoothing then "
+     "divides online)"},
     {"alpha", "real", "0.6", "SmoothQuant exponent: s_j = max|X_j|^alpha / max_i |W_ij|^(1-alpha), clamped >= 1e-5"},
     {"block", "int", "128",
      "block size B of the block-diagonal rotations; a site whose width B does not divide uses the largest "
@@ -59,6 +61,12 @@ static const rb_method_option opts[] = {
     {"pseudo_sequence", "bool", "off",
      "off: fit on every calibration window; on: RUQuant's code, the windows' embeddings averaged element-wise "
      "into one sequence that is pushed through the layers"},
+    {"smoothing", "fused|online", "fused",
+     "where the SmoothQuant division x/s happens: fused = the released code's placement (its published numbers): the "
+     "scales of the down_proj input are folded into up_proj's rows and, under MHA without the cross-head transform, those "
+     "of the o_proj input into v_proj's rows, so up_proj and the V cache are quantized in the smoothed basis (the qkv "
+     "and gate/up inputs' scales, folded into the RMSNorm weights by the code, divide online here: the same function); "
+     "online = every division online, before A (the same model in full precision, not when quantized)"},
     {"calib_quant", "bool", "on",
      "calibration stream through RTN-quantized weights and quantized activations/KV of the run's quant "
      "setting (RUQuant); off: full precision"},
@@ -193,7 +201,7 @@ static void calib_free(calib *st) {
 
 typedef struct ruq_opts {
     rb_ruq_fit_opts fit; /* block = the option; per site it becomes rb_ruq_block_for(width, block) */
-    int pseudo, calib_quant;
+    int pseudo, calib_quant, smooth_online;
 } ruq_opts;
 
 static int read_opts(const rb_method_ctx *ctx, ruq_opts *o, rb_error *err) {
@@ -205,7 +213,8 @@ static int read_opts(const rb_method_ctx *ctx, ruq_opts *o, rb_error *err) {
         (rc = rb_method_opt_int(ctx, m, "perms", 0, RUQ_MAX_PERMS, &o->fit.perms, err)) ||
         (rc = rb_method_opt_enum(ctx, m, "givens", &givens, err)) ||
         (rc = rb_method_opt_bool(ctx, m, "pseudo_sequence", &o->pseudo, err)) ||
-        (rc = rb_method_opt_bool(ctx, m, "calib_quant", &o->calib_quant, err)))
+        (rc = rb_method_opt_bool(ctx, m, "calib_quant", &o->calib_quant, err)) ||
+        (rc = rb_method_opt_enum(ctx, m, "smoothing", &o->smooth_online, err)))
         return rc;
     o->fit.code_givens = givens == 1;
     return 0;
@@ -233,6 +242,11 @@ static int calibrate_layer(calib *st, int l, const ruq_opts *o, uint64_t seed, r
         if ((rc = rb_ruq_fit_site(st->col.X, st->col.rows, st->col.width, st->wmax, &fo, &rng, &out->ruq[l][k], &fi,
                                   err)))
             return rb_error_prefix(err, "ruquant: layer %d, %s", l, rb_ruq_site_name(k));
+        /* the released code's placement: the producer of down_in (up_proj) and, under MHA without the
+         * cross-head transform, of o_in (v_proj) divides by s; from the next load of this layer on */
+        out->ruq[l][k]->scale_fused =
+            !o->smooth_online && (k == RB_RUQ_DOWN || (k == RB_RUQ_OUT && st->c->n_kv_heads == st->c->n_heads &&
+                                                       !out->cross_head));
         double row[] = {l,           k,          st->col.width,       fo.block,         (double)st->col.rows,
                         fi.applied0, fi.applied1, fi.global,          fi.max_abs_smoothed, fi.max_abs_out,
                         out->ruq[l][k]->orth_err, rb_now() - t0};
@@ -262,7 +276,12 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
                     o.fit.block);
     }
     calib st = {.c = c, .s = {NULL, o.pseudo ? 1 : ctx->calib_n, ctx->calib_T, 0}};
-    st.q = o.calib_quant && rb_quant_cfg_active(ctx->quant) ? ctx->quant : NULL;
+    rb_quant_cfg qres; /* the run's quantization with o_proj resolved for this set's cross-head choice */
+    if (ctx->quant) {
+        qres = *ctx->quant;
+        rb_quant_cfg_resolve(&qres, out->cross_head);
+    }
+    st.q = o.calib_quant && rb_quant_cfg_active(ctx->quant) ? &qres : NULL;
     size_t batch_rows = rb_stream_batch_rows(st.s.T, st.s.n_seq);
     int widest = c->dim;
     for (int k = 0; k < RB_RUQ_NSITES; k++) widest = site_width(c, k) > widest ? site_width(c, k) : widest;

@@ -123,6 +123,14 @@ int rb_pipe_prepare(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
                 p->rs->emb_center ? "on" : "off", rb_rotset_orth_err(p->rs));
     }
     p->seconds_rotation = rb_now() - t0;
+    if (s->quant) {
+        p->quant = *s->quant;
+        rb_quant_cfg_resolve(&p->quant, p->rs && p->rs->cross_head);
+        if (p->quant.a.bits < RB_QBITS_OFF)
+            rb_info("quant: o_proj input per %s", p->quant.o_proj == RB_OPROJ_ROW
+                                                      ? "token over the whole row (QuaRot, after the cross-head Hadamard)"
+                                                      : "(token, head): groups of head_dim (SpinQuant)");
+    }
     return 0;
 fail:
     rb_pipe_free(p);
@@ -154,8 +162,12 @@ int rb_pipe_evaluate(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
             s->quant && s->quant->w_algo == RB_WALGO_GPTQ ? "gptq" : "rtn", rb_blas_corename(), rb_blas_threads());
     if (!p->quantized) return rb_ppl_run(&p->src, c, p->ids, p->n_ids, &o, &p->online, &p->plain, err);
     if (rb_pipe_quantizes_weights(s) && !p->wq) RB_ASSERT(!"rb_pipe_quantize_weights or rb_pipe_open_weights first");
-    rb_qeval_opts qo = {.q = s->quant, .wq = p->wq, .ppl = o, .fp_ref = s->fp_ref, .stats = s->stats,
+    rb_qeval_opts qo = {.q = &p->quant, .wq = p->wq, .ppl = o, .fp_ref = s->fp_ref, .stats = s->stats,
                         .online = &p->online};
+    if (p->rs && p->rs->ruq) { /* RUQuant's smoothing is not orthogonal: measure its errors in the model's basis */
+        qo.to_model_basis = rb_hook_ruq_inverse;
+        qo.basis_ctx = &p->fused;
+    }
     return rb_qeval_run(&p->src, c, p->ids, p->n_ids, &qo, &p->q, err);
 }
 
@@ -175,7 +187,7 @@ int rb_pipe_quantize_weights(rb_pipe *p, const rb_pipe_spec *s, const char *path
         }
         if (!(path = tmp = rb_path_join(p->wq_tmpdir, "wquant.h5"))) return rb_error_set(err, RB_ENOMEM, "out of memory");
     }
-    const rb_quant_cfg *q = s->quant;
+    const rb_quant_cfg *q = &p->quant;
     char desc[128];
     rb_qspec_format(&q->w, desc, sizeof desc);
     const char *algo = q->w_algo == RB_WALGO_GPTQ ? "gptq" : "rtn";

@@ -62,6 +62,7 @@ typedef struct rb_pipe {
     rb_weights_src base, src;
     rb_hooks online;
     int quantized;          /* evaluation ran through rb_qeval */
+    rb_quant_cfg quant;     /* the spec's quantization with o_proj resolved for the rotation set (prepare) */
     rb_wstore *wq;          /* quantized weights (NULL: weights not quantized, or not yet) */
     char *wq_tmpdir;        /* temporary directory holding wq (removed by rb_pipe_free), or NULL */
     double seconds_wquant;  /* weight quantization wall time (0 when loaded) */

@@ -47,6 +47,8 @@ int rb_quant_preset(const char *name, rb_quant_cfg *q, rb_error *err) {
     q->a = rb_qspec_make(p->ab, 0, RB_QGRAN_TOKEN, 0);
     q->k = rb_qspec_make(p->kvb, 0, RB_QGRAN_HEAD, 0);
     q->v = rb_qspec_make(p->kvb, 0, RB_QGRAN_HEAD, 0);
+    q->q = rb_qspec_make(RB_QBITS_OFF, 0, RB_QGRAN_HEAD, 0);
+    q->o_proj = RB_OPROJ_AUTO;
     q->w_algo = RB_WALGO_RTN;
     q->gptq = rb_gptq_opts_default();
     return 0;
@@ -54,16 +56,35 @@ int rb_quant_preset(const char *name, rb_quant_cfg *q, rb_error *err) {
 
 int rb_quant_cfg_active(const rb_quant_cfg *q) {
     return q && (q->w.bits < RB_QBITS_OFF || q->a.bits < RB_QBITS_OFF || q->k.bits < RB_QBITS_OFF ||
-                 q->v.bits < RB_QBITS_OFF);
+                 q->v.bits < RB_QBITS_OFF || q->q.bits < RB_QBITS_OFF);
+}
+
+int rb_oproj_from_name(const char *name) {
+    return !strcmp(name, "auto") ? RB_OPROJ_AUTO : !strcmp(name, "head") ? RB_OPROJ_HEAD : !strcmp(name, "row") ? RB_OPROJ_ROW : -1;
+}
+
+const char *rb_oproj_name(int o) {
+    return o == RB_OPROJ_AUTO ? "auto" : o == RB_OPROJ_HEAD ? "head" : o == RB_OPROJ_ROW ? "row" : NULL;
+}
+
+void rb_quant_cfg_resolve(rb_quant_cfg *q, int cross_head) {
+    if (q->o_proj == RB_OPROJ_AUTO) q->o_proj = cross_head ? RB_OPROJ_ROW : RB_OPROJ_HEAD;
 }
 
 const rb_qspec *rb_quant_site_spec(const rb_quant_cfg *q, int site) {
-    static const rb_qspec off = {.bits = RB_QBITS_OFF, .clip = 1.0f};
-    return site == RB_SITE_Q ? &off : site == RB_SITE_K ? &q->k : site == RB_SITE_V ? &q->v : &q->a;
+    return site == RB_SITE_Q ? &q->q : site == RB_SITE_K ? &q->k : site == RB_SITE_V ? &q->v : &q->a;
 }
 
 int rb_quant_site_hook(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
-    const rb_qspec *s = rb_quant_site_spec(ctx, in->site);
+    const rb_quant_cfg *q = ctx;
+    const rb_qspec *s = rb_quant_site_spec(q, in->site);
     if (s->bits >= RB_QBITS_OFF) return 0;
+    rb_qspec head;
+    if (in->site == RB_SITE_O_IN && q->o_proj != RB_OPROJ_ROW &&
+        (s->gran == RB_QGRAN_TOKEN || s->gran == RB_QGRAN_CHANNEL)) {
+        head = *s;
+        head.gran = RB_QGRAN_HEAD; /* one scale per (token, head): group_dim = head_dim here */
+        s = &head;
+    }
     return rb_quant_fake(s, x, in->n_seq * in->seq_len, in->cols, in->group_dim, err);
 }

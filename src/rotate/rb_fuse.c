@@ -76,6 +76,16 @@ int rb_fused_init(rb_fused *f, const rb_weights_src *base, const rb_llama_config
                 return rb_error_set(err, RB_EINVAL, "rotation set (%s): RUQuant transform of layer %d at %s has width %d, "
                                     "the model's is %d", rs->method, l, rb_ruq_site_name(k), q->n, want);
             }
+            /* folded scales need a producer with one output row per input channel of the site */
+            if (q && q->scale_fused &&
+                !(k == RB_RUQ_DOWN || (k == RB_RUQ_OUT && c->n_kv_heads == c->n_heads && !rs->cross_head))) {
+                rb_fused_free(f);
+                return rb_error_set(err, RB_EINVAL,
+                                    "rotation set (%s): RUQuant smoothing of layer %d at %s is folded into the producing "
+                                    "weights, which only down_in (up_proj) and o_in under MHA without the cross-head "
+                                    "transform (v_proj) allow",
+                                    rs->method, l, rb_ruq_site_name(k));
+            }
         }
     size_t qd = (size_t)c->n_heads * c->head_dim, big = (size_t)c->dim * c->hidden_dim;
     if ((size_t)c->dim * qd > big) big = (size_t)c->dim * qd;
@@ -106,11 +116,13 @@ static const rb_ruq_site *ruq_at(const rb_fused *f, int l, int k) {
 }
 
 /* One linear through fold (g may be NULL), R1 on the input (in_r1) or output (out_r1) side, an
- * extra per-linear step, and last the RUQuant transform rq of its input (may be NULL). */
+ * extra per-linear step, the RUQuant transform rq of its input (may be NULL), and last, when
+ * `produces` is a RUQuant site with scale_fused, its smoothing scales folded into the output rows
+ * (W ← diag(1/s)·W: the activation it produces arrives at that site already divided). */
 enum { STEP_NONE, STEP_R2_VOUT, STEP_R2_OIN, STEP_R4_IN };
 
 static void fuse_linear(rb_fused *f, float *W, int rows, int cols, const float *g, int in_r1, int out_r1, int step,
-                        int layer, const rb_ruq_site *rq) {
+                        int layer, const rb_ruq_site *rq, const rb_ruq_site *produces) {
     const rb_rotset *rs = f->rs;
     const rb_llama_config *c = &f->cfg;
     size_t n = (size_t)rows * cols;
@@ -144,6 +156,11 @@ static void fuse_linear(rb_fused *f, float *W, int rows, int cols, const float *
     if (f->has_r4 && step == STEP_R4_IN) rb_had_apply_rows_d(&f->r4, A, (size_t)rows);
     /* Last, as online: the activation reaching the linear went through every transform above first. */
     if (rq) rb_ruq_apply_weight_d(rq, A, (size_t)rows, f->wb);
+    if (produces && produces->scale_fused) {
+        RB_ASSERT(produces->n == rows); /* checked at rb_fused_init */
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < cols; j++) A[(size_t)r * cols + j] /= produces->scale[r];
+    }
     to_float(W, A, n);
 }
 
@@ -154,13 +171,14 @@ static int fused_load_layer(void *ctx, int l, rb_layer_weights *w, rb_error *err
     if (rc) return rc;
     int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     const rb_ruq_site *qkv = ruq_at(f, l, RB_RUQ_QKV), *fc1 = ruq_at(f, l, RB_RUQ_FC1);
-    fuse_linear(f, w->wq, qd, c->dim, w->rms_att, 1, 0, STEP_NONE, l, qkv);
-    fuse_linear(f, w->wk, kvd, c->dim, w->rms_att, 1, 0, STEP_NONE, l, qkv);
-    fuse_linear(f, w->wv, kvd, c->dim, w->rms_att, 1, 0, STEP_R2_VOUT, l, qkv);
-    fuse_linear(f, w->wo, c->dim, qd, NULL, 0, 1, STEP_R2_OIN, l, ruq_at(f, l, RB_RUQ_OUT));
-    fuse_linear(f, w->w_gate, c->hidden_dim, c->dim, w->rms_ffn, 1, 0, STEP_NONE, l, fc1);
-    fuse_linear(f, w->w_up, c->hidden_dim, c->dim, w->rms_ffn, 1, 0, STEP_NONE, l, fc1);
-    fuse_linear(f, w->w_down, c->dim, c->hidden_dim, NULL, 0, 1, STEP_R4_IN, l, ruq_at(f, l, RB_RUQ_DOWN));
+    const rb_ruq_site *out = ruq_at(f, l, RB_RUQ_OUT), *down = ruq_at(f, l, RB_RUQ_DOWN);
+    fuse_linear(f, w->wq, qd, c->dim, w->rms_att, 1, 0, STEP_NONE, l, qkv, NULL);
+    fuse_linear(f, w->wk, kvd, c->dim, w->rms_att, 1, 0, STEP_NONE, l, qkv, NULL);
+    fuse_linear(f, w->wv, kvd, c->dim, w->rms_att, 1, 0, STEP_R2_VOUT, l, qkv, out);
+    fuse_linear(f, w->wo, c->dim, qd, NULL, 0, 1, STEP_R2_OIN, l, out, NULL);
+    fuse_linear(f, w->w_gate, c->hidden_dim, c->dim, w->rms_ffn, 1, 0, STEP_NONE, l, fc1, NULL);
+    fuse_linear(f, w->w_up, c->hidden_dim, c->dim, w->rms_ffn, 1, 0, STEP_NONE, l, fc1, down);
+    fuse_linear(f, w->w_down, c->dim, c->hidden_dim, NULL, 0, 1, STEP_R4_IN, l, down, NULL);
     for (int j = 0; j < c->dim; j++) w->rms_att[j] = w->rms_ffn[j] = 1.0f;
     return 0;
 }
@@ -284,23 +302,40 @@ static int ruq_site_of(int site) {
     }
 }
 
-int rb_hook_ruq(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
-    rb_fused *f = ctx;
+/* The RUQuant transform at the hook's site (NULL: none) and scratch for it. */
+static const rb_ruq_site *ruq_site_for(rb_fused *f, const rb_site_info *in, int *rc, rb_error *err) {
+    *rc = 0;
     int k = ruq_site_of(in->site);
-    RB_ASSERT(k >= 0 && in->layer >= 0 && (!f->rs || in->layer < f->rs->n_layers));
+    if (k < 0) return NULL;
+    RB_ASSERT(in->layer >= 0 && (!f->rs || in->layer < f->rs->n_layers));
     const rb_ruq_site *q = ruq_at(f, in->layer, k);
-    if (!q) return 0;
+    if (!q) return NULL;
     RB_ASSERT(q->n == in->cols);
     size_t rows = (size_t)in->n_seq * in->seq_len, need = rows * (size_t)in->cols;
     if (need > f->ruq_cap) {
         rb_free(f->ruq_tmp);
         f->ruq_cap = 0;
-        if (!(f->ruq_tmp = rb_alloc(need * sizeof(float))))
-            return rb_error_set(err, RB_ENOMEM, "RUQuant: out of memory for %zu rows of %d", rows, in->cols);
+        if (!(f->ruq_tmp = rb_alloc(need * sizeof(float)))) {
+            *rc = rb_error_set(err, RB_ENOMEM, "RUQuant: out of memory for %zu rows of %d", rows, in->cols);
+            return NULL;
+        }
         f->ruq_cap = need;
     }
-    rb_ruq_apply_act_f(q, x, rows, f->ruq_tmp);
-    return 0;
+    return q;
+}
+
+int rb_hook_ruq(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
+    int rc;
+    const rb_ruq_site *q = ruq_site_for(ctx, in, &rc, err);
+    if (q) rb_ruq_apply_act_f(q, x, (size_t)in->n_seq * in->seq_len, ((rb_fused *)ctx)->ruq_tmp, q->scale_fused);
+    return rc;
+}
+
+int rb_hook_ruq_inverse(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
+    int rc;
+    const rb_ruq_site *q = ruq_site_for(ctx, in, &rc, err);
+    if (q) rb_ruq_unapply_act_f(q, x, (size_t)in->n_seq * in->seq_len, ((rb_fused *)ctx)->ruq_tmp);
+    return rc;
 }
 
 void rb_fused_add_online_hooks(rb_fused *f, rb_hooks *hk) {

@@ -54,6 +54,12 @@ int rb_hook_had_cross(void *ctx, const rb_site_info *in, float *x, rb_error *err
  * Errors: RB_ENOMEM (scratch). */
 int rb_hook_ruq(void *ctx, const rb_site_info *in, float *x, rb_error *err);
 
+/* The inverse of rb_hook_ruq (ctx: rb_fused *): maps a site tensor in the basis it is quantized in
+ * back to the model's basis (RUQuant's A undone and its smoothing multiplied back), so quantization
+ * errors of RUQuant runs are measured where other methods' are (their online maps are orthogonal and
+ * keep norms). A no-op where the set has no RUQuant transform. Errors: RB_ENOMEM. */
+int rb_hook_ruq_inverse(void *ctx, const rb_site_info *in, float *x, rb_error *err);
+
 /* Appends the online transforms (R3 at q and k, R4 at down_in, QuaRot's cross-head at o_in, then
  * RUQuant's at attn_in, o_in, mlp_in, down_in when rs holds RUQuant transforms) to hk. Must run
  * before any quantization hook at those sites. */

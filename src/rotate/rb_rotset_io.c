@@ -8,8 +8,9 @@
  * each rotation group holding attrs kind ("dense" | "hadamard"), n (int32), orth_error (float64)
  * and either a float64 dataset R [n][n] or an int8 dataset signs [n].
  *   /ruquant/<l>/<site>   RUQuant transform of layer l (decimal as above) at site attn_in | o_in |
- *                mlp_in | down_in (rb_ruquant.h), when any exists: attrs n, block (int32),
- *                orth_error (float64); datasets scale float64 [n], blk0 float64 [block][block],
+ *                mlp_in | down_in (rb_ruq_site.h), when any exists: attrs n, block (int32),
+ *                orth_error (float64), optional scale_fused (int32 1: the smoothing is folded into
+ *                the producing weights; absent = 0, online); datasets scale float64 [n], blk0 float64 [block][block],
  *                perm int32 [n], blk1 float64 [block][block], householder float64 [n] (zeros =
  *                identity). n must be dim (attn_in, mlp_in), hidden_dim (down_in) or a multiple of
  *                head_dim (o_in: n_heads·head_dim, checked against the model when fused). Files
@@ -122,6 +123,7 @@ static int put_ruq(hid_t parent, const char *name, const rb_ruq_site *q, double 
     int rc = rb_h5_put_i32(g, "n", q->n);
     if (!rc) rc = rb_h5_put_i32(g, "block", q->block);
     if (!rc) rc = rb_h5_put_f64(g, "orth_error", orth_err);
+    if (!rc && q->scale_fused) rc = rb_h5_put_i32(g, "scale_fused", 1);
     if (!rc) rc = rb_h5_put_dataset_checked(g, "scale", 1, dn, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->scale);
     if (!rc) rc = rb_h5_put_dataset_checked(g, "blk0", 2, db, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, q->blk0);
     if (!rc) rc = rb_h5_put_dataset_checked(g, "perm", 1, dn, H5T_STD_I32LE, H5T_NATIVE_INT32, q->perm);
@@ -548,6 +550,9 @@ static int read_ruq_site(rb_h5_reader *L, hid_t g, const char *gname, const rb_r
     int rc = rb_h5_get_i32(L, g, gname, "n", 1, ROTSET_MAX_ORDER, &n);
     if (!rc) rc = rb_h5_get_i32(L, g, gname, "block", 1, ROTSET_MAX_ORDER, &block);
     if (!rc) rc = get_err_value(L, g, gname, "orth_error", &stored_err);
+    int fused = 0, has_fused = rc ? 0 : rb_h5_has_attr(L, g, gname, "scale_fused");
+    if (has_fused < 0) rc = L->err->code;
+    else if (has_fused) rc = rb_h5_get_i32(L, g, gname, "scale_fused", 0, 1, &fused);
     if (rc) return rc;
     const char *dn;
     int mult, want = ruq_width(s, k, &dn, &mult);
@@ -557,6 +562,7 @@ static int read_ruq_site(rb_h5_reader *L, hid_t g, const char *gname, const rb_r
     rb_error e;
     rb_ruq_site *q;
     if ((rc = rb_ruq_site_alloc(n, block, &q, &e))) return rb_h5_fail(L, rc, gname, "%s", e.msg);
+    q->scale_fused = fused;
     if (!(rc = read_ruq_data(L, g, gname, "scale", H5T_FLOAT, 8, 1, n, "n", H5T_NATIVE_DOUBLE, q->scale)) &&
         !(rc = read_ruq_data(L, g, gname, "blk0", H5T_FLOAT, 8, 2, block, "block", H5T_NATIVE_DOUBLE, q->blk0)) &&
         !(rc = read_ruq_data(L, g, gname, "perm", H5T_INTEGER, 4, 1, n, "n", H5T_NATIVE_INT32, q->perm)) &&

@@ -210,10 +210,10 @@ void rb_ruq_apply_act_d(const rb_ruq_site *s, double *X, size_t rows, double *tm
     apply_A_d(s, X, rows, tmp);
 }
 
-void rb_ruq_apply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp) {
+void rb_ruq_apply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int skip_scale) {
     int n = s->n, B = s->block;
     size_t nb = (size_t)(n / B), slab = RUQ_MAX_GEMM_ROWS / nb > 0 ? RUQ_MAX_GEMM_ROWS / nb : 1;
-    for (size_t r = 0; r < rows; r++) {
+    for (size_t r = 0; r < rows && !skip_scale; r++) {
         float *x = X + r * n;
         for (int j = 0; j < n; j++) x[j] *= s->inv_scale_f[j];
     }
@@ -236,6 +236,35 @@ void rb_ruq_apply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp)
         const float *t = tmp + r * n;
         float d = has_hh ? 2.0f * cblas_sdot(n, t, 1, s->hh_f, 1) : 0.0f;
         for (int j = 0; j < n; j++) x[j] = t[j] - d * s->hh_f[j];
+    }
+}
+
+void rb_ruq_unapply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp) {
+    int n = s->n, B = s->block;
+    size_t nb = (size_t)(n / B), slab = RUQ_MAX_GEMM_ROWS / nb > 0 ? RUQ_MAX_GEMM_ROWS / nb : 1;
+    int has_hh = !is_zero(s->hh, n);
+    for (size_t r = 0; r < rows && has_hh; r++) { /* the reflection is its own inverse */
+        float *x = X + r * n;
+        float d = 2.0f * cblas_sdot(n, x, 1, s->hh_f, 1);
+        for (int j = 0; j < n; j++) x[j] -= d * s->hh_f[j];
+    }
+    for (size_t r0 = 0; r0 < rows; r0 += slab) { /* ·blockdiag(blk1)ᵀ */
+        size_t nr = rows - r0 < slab ? rows - r0 : slab;
+        rb_sgemm(0, 1, (int)(nr * nb), B, B, 1.0f, X + r0 * n, B, s->blk1_f, B, 0.0f, tmp + r0 * n, B);
+    }
+    for (size_t r = 0; r < rows; r++) { /* scatter back: x'_{perm[j]} = t_j */
+        float *x = X + r * n;
+        const float *t = tmp + r * n;
+        for (int j = 0; j < n; j++) x[s->perm[j]] = t[j];
+    }
+    for (size_t r0 = 0; r0 < rows; r0 += slab) { /* ·blockdiag(blk0)ᵀ */
+        size_t nr = rows - r0 < slab ? rows - r0 : slab;
+        rb_sgemm(0, 1, (int)(nr * nb), B, B, 1.0f, X + r0 * n, B, s->blk0_f, B, 0.0f, tmp + r0 * n, B);
+    }
+    for (size_t r = 0; r < rows; r++) {
+        float *x = X + r * n;
+        const float *t = tmp + r * n;
+        for (int j = 0; j < n; j++) x[j] = t[j] / s->inv_scale_f[j];
     }
 }
 

@@ -44,6 +44,9 @@ typedef struct rb_ruq_site {
     int32_t *perm;     /* [n] zig-zag gather, a permutation of 0..n−1 */
     double *blk1;      /* [B][B] orthogonal (R_1ᵀ) */
     double *hh;        /* [n] unit global Householder vector v; all zeros = identity */
+    int scale_fused;   /* 1: the division by s is folded into the weights producing the input (RUQuant's
+                          released code: up_proj rows for down_in, v_proj rows for o_in under MHA), so the
+                          online transform is A alone; 0: x/s online (rb_fuse.c applies both) */
     /* fp32 copies for the online activation path, refreshed by rb_ruq_site_check */
     float *inv_scale_f; /* [n] 1/s */
     float *blk0_f, *blk1_f; /* [B][B] */
@@ -71,8 +74,13 @@ double rb_ruq_site_orth_err(const rb_ruq_site *s);
 
 /* Weights, in double: W[rows][n] ← W · diag(s) · A. tmp: [rows][n] scratch. */
 void rb_ruq_apply_weight_d(const rb_ruq_site *s, double *W, size_t rows, double *tmp);
-/* Activations, online, in fp32: X[rows][n] ← (X / s) · A. tmp: [rows][n] scratch. */
-void rb_ruq_apply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp);
+/* Activations, in fp32: X[rows][n] ← (X / s) · A, or X · A alone with `skip_scale` (the online step of
+ * a site whose scale_fused is set: its input arrives divided already). tmp: [rows][n] scratch. */
+void rb_ruq_apply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int skip_scale);
+/* The inverse map back to the model's basis, in fp32: X[rows][n] ← (X · Aᵀ) · diag(s), whatever the
+ * placement (statistics: the error a quantizer makes after the transform, seen where the model is
+ * comparable with other methods'). tmp: [rows][n] scratch. */
+void rb_ruq_unapply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp);
 /* The same in double (tests, calibration): X[rows][n] ← (X / s) · A. tmp: [rows][n] scratch. */
 void rb_ruq_apply_act_d(const rb_ruq_site *s, double *X, size_t rows, double *tmp);
 

@@ -77,7 +77,7 @@ int main(void) {
     for (int i = 0; i < REPS; i++) {
         memcpy(xf, x0, nx * sizeof(float));
         t0 = rb_now();
-        rb_ruq_apply_act_f(s, xf, NTOK, tmp);
+        rb_ruq_apply_act_f(s, xf, NTOK, tmp, 0);
         t[i] = rb_now() - t0;
     }
     double apply_s = median(t, REPS);

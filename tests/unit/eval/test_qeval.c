@@ -19,6 +19,8 @@
 #include "pipeline/rb_pipeline.h"
 #include "eval/rb_qeval.h"
 #include "eval/rb_stats.h"
+#include "model/rb_make_model.h"
+#include "rotate/rb_fuse.h"
 #include "model/rb_forward.h"
 #include "model/rb_model.h"
 #include "quant/rb_gptq.h"
@@ -396,8 +398,77 @@ static void test_stats_sanity(void **state) {
     }
 }
 
+/* The activation MSE of a run with a non-orthogonal online map (RUQuant's smoothing) is measured in
+ * the model's basis: a site transform that is a pure scaling x ← x/s at layer 0's attn_in (A = I)
+ * reports Σ‖(Q(x/s) − x/s)∘s‖² / Σ‖x‖² for x the normed embeddings, not the error of x/s itself. */
+static void test_act_mse_model_basis(void **state) {
+    (void)state;
+    enum { T = 32, NW = 4 };
+    char dir[512];
+    rb_test_tmpdir(dir, sizeof dir);
+    rb_error err = {0};
+    rb_make_model_opts mo = {.preset = "tiny", .seed = 4};
+    assert_int_equal(rb_make_model(dir, &mo, &err), 0);
+    rb_model *m;
+    assert_int_equal(rb_model_open(dir, &m, &err), 0);
+    const rb_llama_config *c = rb_model_config(m);
+    rb_weights_src base = rb_weights_from_model(m);
+    rb_rotset rs;
+    assert_int_equal(rb_rotset_init(&rs, "scaled", c->dim, c->head_dim, c->hidden_dim, c->n_layers, &err), 0);
+    assert_int_equal(rb_rotset_ruq_alloc(&rs, &err), 0);
+    rb_ruq_site *q;
+    assert_int_equal(rb_ruq_site_alloc(c->dim, c->dim, &q, &err), 0);
+    for (int j = 0; j < c->dim; j++) q->scale[j] = 0.25 + 0.1 * (j % 17);
+    assert_int_equal(rb_ruq_site_check(q, &err), 0);
+    rs.ruq[0][RB_RUQ_QKV] = q;
+    rb_fused f;
+    assert_int_equal(rb_fused_init(&f, &base, c, &rs, &err), 0);
+    rb_weights_src fs = rb_fused_src(&f);
+    rb_hooks hk;
+    rb_hooks_init(&hk);
+    rb_fused_add_online_hooks(&f, &hk);
+    int32_t ids[NW * T];
+    for (int i = 0; i < NW * T; i++) ids[i] = (int32_t)((i * 37 + 11) % c->vocab_size);
+    rb_quant_cfg qc = preset("W16A16", RB_WALGO_RTN, 0);
+    qc.a = rb_qspec_make(4, 0, RB_QGRAN_TOKEN, 0);
+    rb_qeval_opts o = {.q = &qc, .ppl = {.protocol = RB_PPL_GPTQ, .seqlen = T}, .fp_ref = 1, .stats = 1, .online = &hk,
+                       .to_model_basis = rb_hook_ruq_inverse, .basis_ctx = &f};
+    rb_qeval_result r;
+    rb_test_qeval(&fs, c, ids, NW * T, o, NULL, 0, 0, &r, NULL);
+    /* by hand: x = the weight-free RMSNorm of the embeddings (γ is folded into the weights) */
+    float *x = malloc(sizeof(float) * NW * T * c->dim), *y = malloc(sizeof(float) * NW * T * c->dim);
+    assert_int_equal(fs.embed(fs.ctx, ids, NW * T, x, &err), 0);
+    rb_rmsnorm(x, x, NULL, NW * T, c->dim, c->rms_eps);
+    for (int i = 0; i < NW * T * c->dim; i++) y[i] = (float)(x[i] / q->scale[i % c->dim]);
+    float *yq = malloc(sizeof(float) * NW * T * c->dim);
+    memcpy(yq, y, sizeof(float) * NW * T * c->dim);
+    assert_int_equal(rb_quant_fake(&qc.a, yq, NW * T, c->dim, 0, &err), 0);
+    double num = 0, den = 0, num_t = 0, den_t = 0;
+    for (int i = 0; i < NW * T * c->dim; i++) {
+        double e = ((double)yq[i] - y[i]) * q->scale[i % c->dim];
+        num += e * e, den += (double)x[i] * x[i];
+        num_t += ((double)yq[i] - y[i]) * ((double)yq[i] - y[i]), den_t += (double)y[i] * y[i];
+    }
+    double got = rb_relerr_value(&r.act_mse[0 * RB_SITE_COUNT + RB_SITE_ATTN_IN]);
+    fprintf(stderr, "# act MSE at layer 0 attn_in: %.6g (model basis, by hand %.6g; in the smoothed basis it would be %.6g)\n",
+            got, num / den, num_t / den_t);
+    assert_true(fabs(got - num / den) <= 1e-4 * (num / den)); /* float maps: a few ulps per entry */
+    assert_true(fabs(num_t / den_t - num / den) > 0.01 * (num / den)); /* the basis matters here */
+    free(x);
+    free(y);
+    free(yq);
+    rb_qeval_result_free(&r);
+    rb_fused_free(&f);
+    rb_rotset_free(&rs);
+    rb_model_close(m);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_act_mse_model_basis),
         cmocka_unit_test(test_w16a16_is_fp),      cmocka_unit_test(test_w8a8_close_to_fp),
         cmocka_unit_test(test_gptq_w16_identity), cmocka_unit_test(test_gptq_hessian_error),
         cmocka_unit_test(test_gptq_vs_rtn),       cmocka_unit_test(test_stats_sanity),

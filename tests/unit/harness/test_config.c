@@ -37,7 +37,14 @@ static const char *const golden_min =
     "    group: token\n"
     "    clip: 1.0\n"
     "    raw_minmax: false\n"
+    "    o_proj: auto\n"
     "  kv:\n"
+    "    bits: 16\n"
+    "    sym: false\n"
+    "    group: head\n"
+    "    clip: 1.0\n"
+    "    raw_minmax: false\n"
+    "  q:\n"
     "    bits: 16\n"
     "    sym: false\n"
     "    group: head\n"
@@ -45,7 +52,6 @@ static const char *const golden_min =
     "    raw_minmax: false\n"
     "rotation:\n"
     "  method: identity\n"
-    "  cross_head: false\n"
     "  emb_center: true\n"
     "metrics: [kurtosis, mse, kl]\n"
     "figures: []\n";
@@ -100,6 +106,9 @@ static void test_defaults_golden(void **state) {
     assert_string_equal(c.rotation.method, "identity");
     assert_int_equal(c.rotation.r3, -1);
     assert_int_equal(c.rotation.r4, -1);
+    assert_int_equal(c.rotation.cross_head, -1);
+    assert_int_equal(c.quant.o_proj, RB_OPROJ_AUTO);
+    assert_int_equal(c.quant.q.bits, 16);
     assert_int_equal(c.rotation.emb_center, 1);
     assert_int_equal(c.rotation.has_seed, 0);
     assert_int_equal(c.metrics, RB_METRIC_ALL);

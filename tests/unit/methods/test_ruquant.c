@@ -19,6 +19,7 @@
 #include "eval/rb_ppl.h"
 #include "eval/rb_qeval.h"
 #include "model/rb_forward.h"
+#include "model/rb_make_model.h"
 #include "model/rb_model.h"
 #include "quant/rb_qpreset.h"
 #include "rotate/rb_fuse.h"
@@ -294,8 +295,23 @@ static void test_site_invariance(void **state) {
     assert_int_equal(rb_ruq_site_check(s, &err), 0);
     for (int i = 0; i < ROWS * N; i++) xf[i] = (float)X[i], Xa[i] = X[i];
     rb_ruq_apply_act_d(s, Xa, ROWS, tmp);
-    rb_ruq_apply_act_f(s, xf, ROWS, tf);
+    rb_ruq_apply_act_f(s, xf, ROWS, tf, 0);
     for (int i = 0; i < ROWS * N; i++) assert_true(fabs(xf[i] - Xa[i]) <= F32_PATH_TOL * fmax(1.0, fabs(Xa[i])));
+    /* with scales again: the online step of a folded site (input already divided, skip_scale) is the
+     * same map, and the inverse (statistics in the model's basis) undoes it */
+    for (int j = 0; j < N; j++) s->scale[j] = 0.5 + (j % 5);
+    assert_int_equal(rb_ruq_site_check(s, &err), 0);
+    static float yf[ROWS * N];
+    for (int i = 0; i < ROWS * N; i++) xf[i] = (float)X[i], yf[i] = (float)(X[i] / s->scale[i % N]);
+    rb_ruq_apply_act_f(s, xf, ROWS, tf, 0);
+    rb_ruq_apply_act_f(s, yf, ROWS, tf, 1);
+    for (int i = 0; i < ROWS * N; i++) assert_true(fabs(xf[i] - yf[i]) <= F32_PATH_TOL * fmax(1.0, fabs(xf[i])));
+    rb_ruq_unapply_act_f(s, xf, ROWS, tf);
+    for (int i = 0; i < ROWS; i++) { /* two fp32 maps: error relative to the row's scale */
+        double rmax = 1.0;
+        for (int j = 0; j < N; j++) rmax = fmax(rmax, fabs(X[i * N + j]));
+        for (int j = 0; j < N; j++) assert_true(fabs(xf[i * N + j] - X[i * N + j]) <= F32_PATH_TOL * rmax);
+    }
     rb_ruq_site_free(s);
 }
 
@@ -520,6 +536,85 @@ static void test_method_errors(void **state) {
     rb_rotset_free(&rs);
 }
 
+/* The smoothing placement on a generated MHA model (no shared data): fused (the released code's)
+ * folds down_in's and o_in's scales into up_proj's and v_proj's rows and the online step skips the
+ * division; the model is the same in FP, the rotation file keeps the placement, and with a
+ * quantized V cache the two placements differ (V/s is quantized instead of V). */
+static void test_smoothing_placement(void **state) {
+    (void)state;
+    enum { T = 32, NW = 6 };
+    char dir[512];
+    rb_test_tmpdir(dir, sizeof dir);
+    rb_error err = {0};
+    rb_make_model_opts mo = {.preset = "tiny", .seed = 8};
+    assert_int_equal(rb_make_model(dir, &mo, &err), 0);
+    rb_model *m;
+    assert_int_equal(rb_model_open(dir, &m, &err), 0);
+    const rb_llama_config *c = rb_model_config(m);
+    assert_int_equal(c->n_kv_heads, c->n_heads); /* MHA: o_in may fold into v_proj */
+    rb_weights_src base = rb_weights_from_model(m);
+    int32_t ids[NW * T];
+    for (int i = 0; i < NW * T; i++) ids[i] = (int32_t)((i * 131 + 7) % c->vocab_size);
+    rb_quant_cfg q = ruq_quant();
+    rb_rotset rs[2];
+    double ppl_q[2], ppl_fp[2];
+    static const char *const on[] = {"smoothing"}, *const ov[2][1] = {{"fused"}, {"online"}};
+    for (int v = 0; v < 2; v++) {
+        rb_method_ctx mc = {.cfg = c, .src = &base, .seed = 3, .r3 = -1, .r4 = -1, .cross_head = -1, .calib = ids,
+                            .calib_n = NW, .calib_T = T, .calib_batch = 1, .quant = &q, .opt_names = on,
+                            .opt_values = ov[v], .n_opts = 1};
+        int rc = rb_method_run("ruquant", &mc, &rs[v], &err);
+        if (rc) fail_msg("ruquant %s: %s", ov[v][0], err.msg);
+        for (int l = 0; l < c->n_layers; l++)
+            for (int k = 0; k < RB_RUQ_NSITES; k++)
+                assert_int_equal(rs[v].ruq[l][k]->scale_fused, v == 0 && (k == RB_RUQ_DOWN || k == RB_RUQ_OUT));
+        rb_fused f;
+        assert_int_equal(rb_fused_init(&f, &base, c, &rs[v], &err), 0);
+        rb_weights_src fs = rb_fused_src(&f);
+        rb_hooks hk;
+        rb_hooks_init(&hk);
+        rb_fused_add_online_hooks(&f, &hk);
+        rb_qeval_opts o = {.q = &q, .ppl = {.protocol = RB_PPL_GPTQ, .seqlen = T}, .fp_ref = 1, .online = &hk};
+        rb_qeval_result r;
+        rb_test_qeval(&fs, c, ids, NW * T, o, NULL, 0, 0, &r, NULL);
+        ppl_q[v] = r.q.ppl;
+        rb_qeval_result_free(&r);
+        rb_ppl_opts po = {.protocol = RB_PPL_GPTQ, .seqlen = T};
+        rb_ppl_result pr;
+        assert_int_equal(rb_ppl_run(&fs, c, ids, NW * T, &po, &hk, &pr, &err), 0);
+        ppl_fp[v] = pr.ppl;
+        rb_ppl_result_free(&pr);
+        rb_fused_free(&f);
+    }
+    rb_ppl_opts po = {.protocol = RB_PPL_GPTQ, .seqlen = T};
+    rb_ppl_result pr;
+    assert_int_equal(rb_ppl_run(&base, c, ids, NW * T, &po, NULL, &pr, &err), 0);
+    fprintf(stderr, "# smoothing fused / online: FP ppl %.9g / %.9g (model %.9g), W4A4KV4 ppl %.6f / %.6f\n",
+            ppl_fp[0], ppl_fp[1], pr.ppl, ppl_q[0], ppl_q[1]);
+    for (int v = 0; v < 2; v++) assert_true(fabs(ppl_fp[v] - pr.ppl) <= 1e-5 * pr.ppl);
+    assert_true(ppl_q[0] != ppl_q[1]);
+    rb_ppl_result_free(&pr);
+    /* the placement survives a save and load */
+    char path[600];
+    snprintf(path, sizeof path, "%s/rot.h5", dir);
+    rb_rotset back;
+    assert_int_equal(rb_rotset_save(&rs[0], path, &err), 0);
+    assert_int_equal(rb_rotset_load(path, &back, &err), 0);
+    assert_int_equal(back.ruq[0][RB_RUQ_DOWN]->scale_fused, 1);
+    assert_int_equal(back.ruq[0][RB_RUQ_QKV]->scale_fused, 0);
+    rb_rotset_free(&back);
+    /* a folded o_in is refused where v_proj cannot carry it (the cross-head transform mixes heads) */
+    rs[0].cross_head = 1;
+    rb_fused f;
+    assert_int_equal(rb_fused_init(&f, &base, c, &rs[0], &err), RB_EINVAL);
+    assert_non_null(strstr(err.msg, "only down_in (up_proj) and o_in under MHA"));
+    for (int v = 0; v < 2; v++) rb_rotset_free(&rs[v]);
+    rb_model_close(m);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* W4A4 (RUQuant's quantizer) perplexity: identity vs RUQuant stage 1, with QuaRot's hadamard for
  * reference; 16×256 calibration windows (first half), 20 windows of 256 (second half). */
 static void test_stories_w4a4(void **state) {
@@ -570,7 +665,8 @@ int main(void) {
         cmocka_unit_test(test_get_R_skip_and_full), cmocka_unit_test(test_zigzag),
         cmocka_unit_test(test_smooth_and_block),  cmocka_unit_test(test_site_invariance),
         cmocka_unit_test(test_site_check),        cmocka_unit_test(test_stories_invariance),
-        cmocka_unit_test(test_method_errors),     cmocka_unit_test(test_stories_w4a4),
+        cmocka_unit_test(test_method_errors),
+        cmocka_unit_test(test_smoothing_placement),     cmocka_unit_test(test_stories_w4a4),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     rb_test_stories_close(&fx.st);

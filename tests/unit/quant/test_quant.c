@@ -6,6 +6,8 @@
 #include <math.h>
 
 #include "core/rb_rng.h"
+#include "model/rb_forward.h"
+#include "quant/rb_qpreset.h"
 #include "quant/rb_quant.h"
 
 #define N_OF(a) (sizeof(a) / sizeof *(a))
@@ -445,9 +447,55 @@ static void test_grid_large(void **state) {
     }
 }
 
+/* The site hook of a preset: o_proj input per (token, head) unless o_proj is ROW (QuaRot, after the
+ * cross-head Hadamard), AUTO resolved by the cross-head choice; Q quantized only when quant.q is set. */
+static void test_site_hook(void **state) {
+    (void)state;
+    enum { TOK = 3, H = 2, HD = 4, C = H * HD };
+    rb_error err = {0};
+    rb_quant_cfg q;
+    assert_int_equal(rb_quant_preset("W4A4KV4", &q, &err), 0);
+    assert_int_equal(q.o_proj, RB_OPROJ_AUTO);
+    assert_int_equal(q.q.bits, RB_QBITS_OFF);
+    float x[TOK * C], a[TOK * C], b[TOK * C];
+    for (int i = 0; i < TOK * C; i++) x[i] = (float)((i * 7) % 11) * (i % C < HD ? 1.0f : 40.0f) - 3.0f;
+    rb_site_info in = {.layer = 0, .site = RB_SITE_O_IN, .n_seq = 1, .seq_len = TOK, .cols = C, .n_groups = H,
+                       .group_dim = HD};
+    /* AUTO acts as HEAD: equal to quantizing each head as its own token */
+    memcpy(a, x, sizeof x);
+    assert_int_equal(rb_quant_site_hook(&q, &in, a, &err), 0);
+    memcpy(b, x, sizeof x);
+    assert_int_equal(rb_quant_fake(&q.a, b, TOK * H, HD, 0, &err), 0);
+    assert_memory_equal(a, b, sizeof a);
+    /* resolved with the cross-head transform: ROW, one scale over the whole row */
+    rb_quant_cfg r = q;
+    rb_quant_cfg_resolve(&r, 1);
+    assert_int_equal(r.o_proj, RB_OPROJ_ROW);
+    memcpy(a, x, sizeof x);
+    assert_int_equal(rb_quant_site_hook(&r, &in, a, &err), 0);
+    memcpy(b, x, sizeof x);
+    assert_int_equal(rb_quant_fake(&q.a, b, TOK, C, 0, &err), 0);
+    assert_memory_equal(a, b, sizeof a);
+    assert_true(memcmp(a, x, sizeof x) != 0);
+    rb_quant_cfg_resolve(&q, 0);
+    assert_int_equal(q.o_proj, RB_OPROJ_HEAD);
+    /* other sites use the per-token spec over the row; Q is off unless quant.q */
+    in.site = RB_SITE_Q;
+    memcpy(a, x, sizeof x);
+    assert_int_equal(rb_quant_site_hook(&q, &in, a, &err), 0);
+    assert_memory_equal(a, x, sizeof a);
+    q.q = rb_qspec_make(4, 0, RB_QGRAN_HEAD, 0);
+    assert_true(rb_quant_cfg_active(&q));
+    assert_int_equal(rb_quant_site_hook(&q, &in, a, &err), 0);
+    memcpy(b, x, sizeof x);
+    assert_int_equal(rb_quant_fake(&q.q, b, TOK, C, HD, &err), 0);
+    assert_memory_equal(a, b, sizeof a);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sym4_ties),
+        cmocka_unit_test(test_site_hook),
         cmocka_unit_test(test_sym3_clip),
         cmocka_unit_test(test_asym4),
         cmocka_unit_test(test_asym4_zero_tie),
