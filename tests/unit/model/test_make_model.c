@@ -419,8 +419,9 @@ static void test_safetensors_writer(void **state) {
     rm_rf(dir);
 }
 
-/* Every one of the 65536 fp16 bit patterns, planted in a checkpoint's embedding, loads exactly as
- * rb_f16_to_f32 converts it (the loader may use a SIMD path). */
+/* Every finite one of the 65536 fp16 bit patterns, planted in a checkpoint's embedding, loads
+ * exactly as rb_f16_to_f32 converts it (the loader may use a SIMD path); Inf and NaN patterns are
+ * refused at load, naming the tensor and entry. */
 static void test_f16_all_patterns(void **state) {
     (void)state;
     char dir[256], path[300];
@@ -437,7 +438,7 @@ static void test_f16_all_patterns(void **state) {
     long off = (long)(8 + f.header_len + t->begin);
     rb_st_close(&f);
     uint16_t *pat = malloc(65536 * 2);
-    for (uint32_t i = 0; i < 65536; i++) pat[i] = (uint16_t)i;
+    for (uint32_t i = 0; i < 65536; i++) pat[i] = (i & 0x7c00u) == 0x7c00u ? 0 : (uint16_t)i; /* finite only */
     FILE *fp = fopen(path, "r+b");
     assert_non_null(fp);
     assert_int_equal(fseek(fp, off, SEEK_SET), 0);
@@ -449,14 +450,26 @@ static void test_f16_all_patterns(void **state) {
     float *e = malloc(65536 * 4);
     assert_int_equal(rb_model_load_embedding(m, e, &err), 0);
     for (uint32_t i = 0; i < 65536; i++) {
-        float want = rb_f16_to_f32((uint16_t)i);
-        if (isnan(want) ? !isnan(e[i]) : memcmp(&want, &e[i], 4) != 0)
-            fail_msg("fp16 0x%04x: got %a, want %a", i, e[i], want);
+        float want = rb_f16_to_f32((i & 0x7c00u) == 0x7c00u ? 0 : (uint16_t)i);
+        if (memcmp(&want, &e[i], 4) != 0) fail_msg("fp16 0x%04x: got %a, want %a", i, e[i], want);
     }
     int32_t id = 1023;
     float row[64];
     assert_int_equal(rb_model_embed(m, &id, 1, row, &err), 0);
     assert_memory_equal(row, e + 1023 * 64, sizeof row);
+    rb_model_close(m);
+    /* +Inf (0x7c00) at row 3, column 5 */
+    fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    uint16_t inf = 0x7c00;
+    assert_int_equal(fseek(fp, off + 2 * (3 * 64 + 5), SEEK_SET), 0);
+    assert_int_equal(fwrite(&inf, 2, 1, fp), 1);
+    fclose(fp);
+    assert_int_equal(rb_model_open(dir, &m, &err), 0);
+    assert_int_equal(rb_model_load_embedding(m, e, &err), RB_EFORMAT);
+    assert_non_null(strstr(err.msg, "tensor model.embed_tokens.weight: non-finite value inf at [3][5]"));
+    id = 3;
+    assert_int_equal(rb_model_embed(m, &id, 1, row, &err), RB_EFORMAT);
     free(e);
     rb_model_close(m);
     /* widths that are not multiples of 8 (the SIMD tail) */
