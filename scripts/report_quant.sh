@@ -112,6 +112,8 @@ GPTQ_LOAD0=$(meta bench_gptq.load0) GPTQ_LOAD1=$(meta bench_gptq.load1)
 
 # ---- Markdown ---------------------------------------------------------------------------------
 j() { jq -r "$2 // \"—\"" "$OUT/$1.json"; }
+# wall time of a run: evaluation plus weight quantization (reported apart since issue 10)
+tot() { jq -r '(.seconds // 0) + (.seconds_wquant // 0)' "$OUT/$1.json"; }
 fmt() { # number with 4 decimals, "—" for null
   local v=$1
   if [ "$v" = "—" ] || [ "$v" = null ]; then echo "—"; else printf '%.4f' "$v"; fi
@@ -178,12 +180,12 @@ for p in $PRESETS; do
   d="—"
   if [ "$pr" != "—" ] && [ "$pg" != "—" ]; then d=$(awk -v a="$pg" -v b="$pr" 'BEGIN{printf "%+.3f", a-b}'); fi
   printf '| %s | %s | %s | %s | %s | %s | %s | %.0f | %.0f (%.0f) |\n' "$p" "$(fmt "$pr")" "$(fmt "$pg")" "$d" \
-    "$(fmt "$(j $r .kl)")" "$(fmt "$(j $g .kl)")" "$(fmt "$(j $r .ppl_fp)")" "$(j $r .seconds)" "$(j $g .seconds)" \
-    "$(j $g .seconds_gptq)"
+    "$(fmt "$(j $r .kl)")" "$(fmt "$(j $g .kl)")" "$(fmt "$(j $r .ppl_fp)")" "$(tot $r)" "$(tot $g)" \
+    "$(j $g .seconds_wquant)"
 done
 g=W4A16.gptq-ao
 cat <<EOF
-| W4A16, GPTQ act-order | $(fmt "$(j W4A16.rtn .ppl)") | $(fmt "$(j $g .ppl)") | $(awk -v a="$(j $g .ppl)" -v b="$(j W4A16.rtn .ppl)" 'BEGIN{printf "%+.3f", a-b}') | $(fmt "$(j W4A16.rtn .kl)") | $(fmt "$(j $g .kl)") | $(fmt "$(j $g .ppl_fp)") | $(printf %.0f "$(j W4A16.rtn .seconds)") | $(printf %.0f "$(j $g .seconds)") ($(printf %.0f "$(j $g .seconds_gptq)")) |
+| W4A16, GPTQ act-order | $(fmt "$(j W4A16.rtn .ppl)") | $(fmt "$(j $g .ppl)") | $(awk -v a="$(j $g .ppl)" -v b="$(j W4A16.rtn .ppl)" 'BEGIN{printf "%+.3f", a-b}') | $(fmt "$(j W4A16.rtn .kl)") | $(fmt "$(j $g .kl)") | $(fmt "$(j $g .ppl_fp)") | $(printf %.0f "$(tot W4A16.rtn)") | $(printf %.0f "$(tot $g)") ($(printf %.0f "$(j $g .seconds_wquant)")) |
 
 ¹ W16A16 quantizes nothing, so \`--w-algo gptq\` runs no GPTQ and gives the same numbers as RTN
 (asserted bitwise by \`tests/unit/eval/test_qeval.c\`); it was not re-run. The $STATS_PRESET GPTQ
