@@ -35,7 +35,6 @@ static int write_nll_tsv(const char *path, const rb_ppl_result *r, rb_error *err
     return 0;
 }
 
-
 #define RB_MAX_ROT_OPTS 32
 
 typedef struct ppl_args {

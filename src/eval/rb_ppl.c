@@ -71,7 +71,8 @@ int rb_ppl_run(const rb_weights_src *src, const rb_llama_config *c, const int32_
     size_t per_win = (size_t)T * c->dim * sizeof(float);
     size_t budget = o->max_hidden_bytes ? o->max_hidden_bytes : RB_PPL_DEFAULT_HIDDEN_BYTES;
     /* chunks are cheap (each re-reads the weights once): keep half of the free memory for the rest */
-    if (!o->max_hidden_bytes && budget > rb_mem_available() / 2) budget = rb_mem_available() / 2;
+    size_t half_free = rb_mem_available() / 2;
+    if (!o->max_hidden_bytes && budget > half_free) budget = half_free;
     int chunk = (int)(budget / per_win);
     if (chunk < 1) chunk = 1;
     if (chunk > W) chunk = W;

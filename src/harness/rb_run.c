@@ -16,6 +16,7 @@
 #include "harness/rb_results.h"
 #include "harness/rb_sha256.h"
 #include "quant/rb_qpreset.h"
+#include "quant/rb_wstore.h"
 
 /* ---- input hashing (cached per path: a sweep hashes a 13 GB checkpoint once) ---- */
 
@@ -324,7 +325,7 @@ int rb_run_execute(const rb_config *cfg, const char *run_dir, const char *run_id
     }
     /* weight quantization: once per run, kept in <run_dir>/wquant.h5 until the run is done */
     if (rb_pipe_quantizes_weights(&spec)) {
-        if (!(wpath = rb_path_join(run_dir, RB_RUN_WSTORE_FILE))) {
+        if (!(wpath = rb_path_join(run_dir, RB_WSTORE_FILE))) {
             rc = rb_error_set(err, RB_ENOMEM, "out of memory");
             goto out;
         }

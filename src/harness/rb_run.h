@@ -21,19 +21,17 @@ int rb_run_compute_id(const rb_config *cfg, char id[RB_RUN_ID_LEN + 1], rb_error
 /* Directory name of a run: "<name>-<first 12 hex of the id>". */
 void rb_run_dir_name(const rb_config *cfg, const char *run_id, char *buf, size_t cap);
 
-/* The run's weight store (quant/rb_wstore.h): written by the weight-quantization unit, read by
- * every evaluation unit and by a resumed run, removed when the run is done. */
-#define RB_RUN_WSTORE_FILE "wquant.h5"
-
 /* Outcome of rb_run_execute. */
 enum { RB_RUN_RAN = 0, RB_RUN_SKIPPED_DONE = 1 };
 
 /* Executes cfg into run_dir (created if missing). A run whose results.h5 exists is skipped
  * (*outcome = RB_RUN_SKIPPED_DONE) unless force; an existing .partial is resumed with o->resume,
  * replaced with o->force, and refused otherwise. Units, each recorded in results.h5 when finished
- * and not redone on resume: rotation, wquant (when weights are quantized), eval.<corpus> each. SIGINT/SIGTERM: the current unit is abandoned,
- * the file is flushed and marked interrupted, RB_EINTERRUPTED is returned. Other failures mark it
- * failed. Errors name the file/position (config, model, corpus). */
+ * and not redone on resume: rotation; wquant (when weights are quantized: the weight store
+ * <run_dir>/RB_WSTORE_FILE, reused on resume, removed when the run is done); eval.<corpus> each.
+ * SIGINT/SIGTERM: the current unit is abandoned, the file is flushed and marked interrupted,
+ * RB_EINTERRUPTED is returned. Other failures mark it failed. Errors name the file/position
+ * (config, model, corpus). */
 int rb_run_execute(const rb_config *cfg, const char *run_dir, const char *run_id, const rb_run_opts *o,
                    int *outcome, rb_error *err);
 

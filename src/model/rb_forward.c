@@ -161,16 +161,18 @@ static void rope_apply(const rb_forward *f, float *x, int n_seq, int T, int n_h)
         }
 }
 
-/* RB_ENUMERIC naming the layer, the place and the entry when x[rows][cols] holds a NaN or Inf. */
-static int check_finite(const rb_site_info *info, const char *where, const float *x, int cols, rb_error *err) {
+/* RB_ENUMERIC naming the layer, the place (`where`, after "site " for a hook site) and the entry when
+ * x[rows][cols] holds a NaN or Inf. */
+static int check_finite(const rb_site_info *info, int is_site, const char *where, const float *x, int cols,
+                        rb_error *err) {
     size_t rows = (size_t)info->n_seq * info->seq_len;
     long i = rb_first_nonfinite(x, rows * (size_t)cols);
     if (i < 0) return 0;
     size_t r = (size_t)i / cols;
     return rb_error_set(err, RB_ENUMERIC,
-                        "layer %d, %s: non-finite activation %g (sequence %zu, token %zu, channel %ld): the model "
+                        "layer %d, %s%s: non-finite activation %g (sequence %zu, token %zu, channel %ld): the model "
                         "overflowed float32 here",
-                        info->layer, where, (double)x[i], info->seq_offset + r / info->seq_len, r % info->seq_len,
+                        info->layer, is_site ? "site " : "", where, (double)x[i], info->seq_offset + r / info->seq_len, r % info->seq_len,
                         (long)(i % cols));
 }
 
@@ -185,9 +187,7 @@ static int run_hooks(const rb_hooks *hk, rb_site_info *info, int site, int cols,
         int rc = hk->fn[site][i](hk->ctx[site][i], info, x, err);
         if (rc) return rc;
     }
-    char where[32];
-    snprintf(where, sizeof where, "site %s", site_names[site]);
-    return check_finite(info, where, x, cols, err);
+    return check_finite(info, 1, site_names[site], x, cols, err);
 }
 
 /* Causal softmax attention of one sequence: att[T][n_h*hd] from q, k, v rows of that sequence. */
@@ -245,7 +245,7 @@ int rb_forward_layer(rb_forward *f, const rb_layer_weights *w, int layer, float 
     }
     if ((rc = run_hooks(hooks, &info, RB_SITE_O_IN, qd, c->n_heads, f->att, err))) return rc;
     rb_sgemm(0, 1, rows, d, qd, 1.0f, f->att, qd, w->wo, qd, 1.0f, h, d);
-    if ((rc = check_finite(&info, "residual stream after attention (o_proj output)", h, d, err))) return rc;
+    if ((rc = check_finite(&info, 0, "residual stream after attention (o_proj output)", h, d, err))) return rc;
 
     /* MLP block */
     rb_rmsnorm(f->xn, h, w->rms_ffn, (size_t)rows, d, c->rms_eps);
@@ -261,7 +261,7 @@ int rb_forward_layer(rb_forward *f, const rb_layer_weights *w, int layer, float 
     if ((rc = run_hooks(hooks, &info, RB_SITE_DOWN_IN, ff, 1, f->gate, err))) return rc;
     rb_sgemm(0, 1, rows, d, ff, 1.0f, f->gate, ff, w->w_down, ff, 1.0f, h,
                 d);
-    return check_finite(&info, "residual stream after the MLP (down_proj output)", h, d, err);
+    return check_finite(&info, 0, "residual stream after the MLP (down_proj output)", h, d, err);
 }
 
 void rb_nll_rows(const float *logits, size_t rows, int vocab, const int32_t *targets, double *nll) {

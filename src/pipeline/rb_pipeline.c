@@ -161,7 +161,7 @@ int rb_pipe_evaluate(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
             rb_ppl_protocol_name(o.protocol), s->quant ? s->quant->name : "none",
             s->quant && s->quant->w_algo == RB_WALGO_GPTQ ? "gptq" : "rtn", rb_blas_corename(), rb_blas_threads());
     if (!p->quantized) return rb_ppl_run(&p->src, c, p->ids, p->n_ids, &o, &p->online, &p->plain, err);
-    if (rb_pipe_quantizes_weights(s) && !p->wq) RB_ASSERT(!"rb_pipe_quantize_weights or rb_pipe_open_weights first");
+    RB_ASSERT(!rb_pipe_quantizes_weights(s) || p->wq); /* rb_pipe_quantize_weights or rb_pipe_open_weights first */
     rb_qeval_opts qo = {.q = &p->quant, .wq = p->wq, .ppl = o, .fp_ref = s->fp_ref, .stats = s->stats,
                         .online = &p->online};
     if (p->rs && p->rs->ruq) { /* RUQuant's smoothing is not orthogonal: measure its errors in the model's basis */
@@ -185,7 +185,7 @@ int rb_pipe_quantize_weights(rb_pipe *p, const rb_pipe_spec *s, const char *path
             p->wq_tmpdir = NULL;
             return rb_error_set(err, RB_EIO, "weight store: cannot create a temporary directory: %s", strerror(e));
         }
-        if (!(path = tmp = rb_path_join(p->wq_tmpdir, "wquant.h5"))) return rb_error_set(err, RB_ENOMEM, "out of memory");
+        if (!(path = tmp = rb_path_join(p->wq_tmpdir, RB_WSTORE_FILE))) return rb_error_set(err, RB_ENOMEM, "out of memory");
     }
     const rb_quant_cfg *q = &p->quant;
     char desc[128];
@@ -219,7 +219,7 @@ void rb_pipe_free(rb_pipe *p) {
     rb_qeval_result_free(&p->q);
     rb_wstore_close(p->wq);
     if (p->wq_tmpdir) {
-        char *f = rb_path_join(p->wq_tmpdir, "wquant.h5");
+        char *f = rb_path_join(p->wq_tmpdir, RB_WSTORE_FILE);
         if (f) unlink(f);
         free(f);
         rmdir(p->wq_tmpdir);

@@ -27,6 +27,8 @@
 #include "quant/rb_quant.h"
 
 #define RB_WSTORE_FORMAT "rotbench-wstore"
+/* File name of a store in its directory (a run directory, or the temporary one of `rotbench ppl`). */
+#define RB_WSTORE_FILE "wquant.h5"
 #define RB_WSTORE_VERSION 1
 
 typedef struct rb_wstore rb_wstore;
