@@ -127,7 +127,8 @@ int rb_wquant_run(const rb_weights_src *src, const rb_llama_config *c, const rb_
             }
             if (rc) goto done;
         }
-        if ((rc = rb_wstore_put_layer(store, l, &w, &q->w, h_err, h_err_rtn, err))) goto done;
+        if ((rc = rb_wstore_put_layer(store, l, &w, &q->w, gptq && q->gptq.act_order, h_err, h_err_rtn, err)))
+            goto done;
         /* the calibration stream goes on through the quantized layer (QuaRot: inps = layer(inps)) */
         if (gptq && (rc = rb_stream_layer(&f, &w, l, &cal, o->online, NULL, err))) goto done;
         rb_progress_step(&prog, 1);

@@ -113,12 +113,13 @@ int rb_wstore_create(const char *path, const rb_llama_config *c, const char *id,
     return 0;
 }
 
-/* Columns per unit and the largest number of distinct values a unit of w may hold under spec. */
-static void unit_layout(const rb_qspec *spec, int cols, int *unit_cols, long *kmax) {
+/* Columns per unit and the largest number of distinct values a unit of w may hold under spec: the
+ * grid's 2^bits, or with permuted groups (act-order GPTQ: a contiguous chunk spans several groups)
+ * up to the chunk's width. */
+static void unit_layout(const rb_qspec *spec, int permuted_groups, int cols, int *unit_cols, long *kmax) {
     *unit_cols = spec->gran == RB_QGRAN_GROUP && spec->group < cols ? spec->group : cols;
     *kmax = 1L << spec->bits;
-    /* act-order GPTQ with groups: a contiguous chunk spans several (permuted) groups */
-    if (spec->gran == RB_QGRAN_GROUP && *kmax < *unit_cols) *kmax = *unit_cols;
+    if (permuted_groups && spec->gran == RB_QGRAN_GROUP && *kmax < *unit_cols) *kmax = *unit_cols;
     if (*kmax > WS_MAX_PALETTE) *kmax = WS_MAX_PALETTE;
 }
 
@@ -227,10 +228,10 @@ static int encode(rb_wstore *s, const float *w, int rows, int cols, int unit_col
 }
 
 static int put_linear(rb_wstore *s, hid_t gl, int lin, const float *w, int rows, int cols, const rb_qspec *spec,
-                      double h_err, double h_err_rtn, const char *name, rb_error *err) {
+                      int permuted_groups, double h_err, double h_err_rtn, const char *name, rb_error *err) {
     int unit_cols;
     long kmax, K = 0;
-    unit_layout(spec, cols, &unit_cols, &kmax);
+    unit_layout(spec, permuted_groups, cols, &unit_cols, &kmax);
     int rc = table_reserve(s, kmax, err);
     if (rc) return rc;
     void *codes = NULL;
@@ -252,7 +253,7 @@ static int put_linear(rb_wstore *s, hid_t gl, int lin, const float *w, int rows,
 }
 
 int rb_wstore_put_layer(rb_wstore *s, int layer, const rb_layer_weights *w, const rb_qspec *spec,
-                        const double *h_err, const double *h_err_rtn, rb_error *err) {
+                        int permuted_groups, const double *h_err, const double *h_err_rtn, rb_error *err) {
     RB_ASSERT(s->writing && layer >= 0 && layer < s->cfg.n_layers && spec->bits < RB_QBITS_OFF);
     char lname[32];
     snprintf(lname, sizeof lname, "%d", layer);
@@ -266,8 +267,8 @@ int rb_wstore_put_layer(rb_wstore *s, int layer, const rb_layer_weights *w, cons
         const float *m = rb_layer_linear(w, &s->cfg, lin, &rows, &cols);
         char name[64];
         snprintf(name, sizeof name, "layers.%d.%s", layer, rb_linear_name(lin));
-        rc = put_linear(s, gl, lin, m, rows, cols, spec, h_err ? h_err[lin] : NAN, h_err_rtn ? h_err_rtn[lin] : NAN,
-                        name, err);
+        rc = put_linear(s, gl, lin, m, rows, cols, spec, permuted_groups, h_err ? h_err[lin] : NAN,
+                        h_err_rtn ? h_err_rtn[lin] : NAN, name, err);
     }
     rb_h5_close(&gl);
     rb_h5_quiet_off(&q);

@@ -41,10 +41,12 @@ int rb_wstore_create(const char *path, const rb_llama_config *c, const char *id,
 
 /* Stores the seven linears of layer `layer` of w (each on the grid of `spec`; units of `spec`'s
  * granularity: a row, or its group of columns) with their h_err / h_err_rtn ([RB_LIN_COUNT], may be
- * NULL = NaN). Errors: RB_EINVAL (a unit with more distinct values than its grid allows: the weight
- * is not quantized with spec; a non-finite weight, naming layer and linear), RB_EIO, RB_ENOMEM. */
+ * NULL = NaN). permuted_groups: the groups were formed in a permuted column order (act-order GPTQ),
+ * so a contiguous unit may hold up to its width in values instead of 2^bits. Errors: RB_EINVAL (a
+ * unit with more distinct values than that: the weight is not quantized with spec; a non-finite
+ * weight; naming layer and linear), RB_EIO, RB_ENOMEM. */
 int rb_wstore_put_layer(rb_wstore *s, int layer, const rb_layer_weights *w, const rb_qspec *spec,
-                        const double *h_err, const double *h_err_rtn, rb_error *err);
+                        int permuted_groups, const double *h_err, const double *h_err_rtn, rb_error *err);
 
 /* Flushes and closes the file and renames <path>.partial to <path> (then fsyncs the directory), and
  * reopens it for reading. Every layer must have been put (RB_EINVAL otherwise). */

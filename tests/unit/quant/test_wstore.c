@@ -80,14 +80,14 @@ static void quantize(fx *f, const rb_qspec *spec, int gptq, int act_order) {
 }
 
 /* Stores both layers, reopens, and checks every weight comes back bit for bit. */
-static void roundtrip(fx *f, const rb_qspec *spec) {
+static void roundtrip(fx *f, const rb_qspec *spec, int permuted) {
     rb_error err = {0};
     rb_wstore *s;
     assert_int_equal(rb_wstore_create(f->path, &f->c, "run-1", "spec", "rtn", &s, &err), 0);
     for (int l = 0; l < 2; l++) {
         double he[RB_LIN_COUNT], hr[RB_LIN_COUNT];
         for (int i = 0; i < RB_LIN_COUNT; i++) he[i] = l + i * 0.5, hr[i] = NAN;
-        int rc = rb_wstore_put_layer(s, l, &f->w[l], spec, he, hr, &err);
+        int rc = rb_wstore_put_layer(s, l, &f->w[l], spec, permuted, he, hr, &err);
         if (rc) fail_msg("put_layer: %s", err.msg);
     }
     assert_int_equal(rb_wstore_finish(s, &err), 0);
@@ -117,29 +117,29 @@ static void test_roundtrips(void **state) {
     rb_qspec ch = rb_qspec_make(4, 1, RB_QGRAN_CHANNEL, 0);
     ch.clip_search = 1;
     quantize(f, &ch, 0, 0);
-    roundtrip(f, &ch);
+    roundtrip(f, &ch, 0);
     rb_qspec g = rb_qspec_make(3, 0, RB_QGRAN_GROUP, 16);
     quantize(f, &g, 1, 0);
-    roundtrip(f, &g);
+    roundtrip(f, &g, 0);
     /* act-order with groups: a contiguous chunk of 16 columns spans several permuted groups */
     rb_qspec ga = rb_qspec_make(2, 0, RB_QGRAN_GROUP, 16);
     quantize(f, &ga, 1, 1);
-    roundtrip(f, &ga);
+    roundtrip(f, &ga, 1);
     rb_qspec raw = rb_qspec_make(4, 0, RB_QGRAN_CHANNEL, 0);
     raw.raw_minmax = 1;
     raw.clip = 0.8f;
     quantize(f, &raw, 0, 0);
-    roundtrip(f, &raw);
+    roundtrip(f, &raw, 0);
 }
 
-/* Units wider than 2^bits columns under a group spec (act-order GPTQ's case) may hold more distinct
- * values than the grid: up to the unit's width, with 16-bit codes past 256. */
+/* Units wider than 2^bits columns under a group spec hold at most 2^bits values, unless the groups
+ * were permuted (act-order GPTQ): then up to the unit's width, with 16-bit codes past 256. */
 static void test_wide_codes(void **state) {
     fx *f = *state;
     rb_error err = {0};
     rb_qspec g = rb_qspec_make(8, 0, RB_QGRAN_GROUP, 1 << 20); /* one unit per row, up to its width */
     for (int l = 0; l < 2; l++) assert_int_equal(rb_model_load_layer(f->m, l, &f->w[l], &err), 0);
-    roundtrip(f, &g); /* FP weights: every value distinct, up to 176 per row of down_proj */
+    roundtrip(f, &g, 0); /* FP weights: every value distinct, up to 176 per row of down_proj */
     /* and a row with 300 distinct values */
     rb_llama_config c = f->c;
     c.hidden_dim = 320;
@@ -154,8 +154,11 @@ static void test_wide_codes(void **state) {
     }
     rb_wstore *s;
     assert_int_equal(rb_wstore_create(f->path, &c, "x", "spec", "rtn", &s, &err), 0);
-    assert_int_equal(rb_wstore_put_layer(s, 0, &w, &g, NULL, NULL, &err), 0);
-    assert_int_equal(rb_wstore_put_layer(s, 1, &w, &g, NULL, NULL, &err), 0);
+    assert_int_equal(rb_wstore_put_layer(s, 0, &w, &g, 0, NULL, NULL, &err), RB_EINVAL); /* 320 > 2^8 */
+    rb_wstore_close(s);
+    assert_int_equal(rb_wstore_create(f->path, &c, "x", "spec", "rtn", &s, &err), 0);
+    assert_int_equal(rb_wstore_put_layer(s, 0, &w, &g, 1, NULL, NULL, &err), 0);
+    assert_int_equal(rb_wstore_put_layer(s, 1, &w, &g, 1, NULL, NULL, &err), 0);
     assert_int_equal(rb_wstore_finish(s, &err), 0);
     rb_wstore_close(s);
     assert_int_equal(rb_wstore_open(f->path, &c, "x", &s, &err), 0);
@@ -180,7 +183,7 @@ static void test_refusals(void **state) {
     /* FP weights are not on a 4-bit per-channel grid */
     rb_qspec ch = rb_qspec_make(4, 1, RB_QGRAN_CHANNEL, 0);
     assert_int_equal(rb_wstore_create(f->path, &f->c, "run-1", "spec", "rtn", &s, &err), 0);
-    assert_int_equal(rb_wstore_put_layer(s, 0, &f->w[0], &ch, NULL, NULL, &err), RB_EINVAL);
+    assert_int_equal(rb_wstore_put_layer(s, 0, &f->w[0], &ch, 0, NULL, NULL, &err), RB_EINVAL);
     assert_non_null(strstr(err.msg, "layers.0.q_proj: row 0"));
     assert_non_null(strstr(err.msg, "more than 16 distinct values"));
     /* finishing with a layer missing is refused; closing removes the .partial */
@@ -193,7 +196,7 @@ static void test_refusals(void **state) {
     /* a finished store: wrong id, other model, a damaged code */
     quantize(f, &ch, 0, 0);
     assert_int_equal(rb_wstore_create(f->path, &f->c, "run-1", "spec", "rtn", &s, &err), 0);
-    for (int l = 0; l < 2; l++) assert_int_equal(rb_wstore_put_layer(s, l, &f->w[l], &ch, NULL, NULL, &err), 0);
+    for (int l = 0; l < 2; l++) assert_int_equal(rb_wstore_put_layer(s, l, &f->w[l], &ch, 0, NULL, NULL, &err), 0);
     assert_int_equal(rb_wstore_finish(s, &err), 0);
     rb_wstore_close(s);
     assert_int_equal(rb_wstore_open(f->path, &f->c, "run-2", &s, &err), RB_EFORMAT);
