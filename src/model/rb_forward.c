@@ -8,9 +8,6 @@
 #include "core/rb_log.h"
 #include "core/rb_math.h"
 
-/* Query rows per attention block: bounds the score buffer to QBLOCK×T and lets causal attention
- * skip the key columns after the block (half the FLOPs of a full T×T product). */
-#define RB_ATT_QBLOCK 256
 
 static const char *const site_names[RB_SITE_COUNT] = {"attn_in", "q", "k", "v", "o_in", "mlp_in", "down_in"};
 
@@ -35,6 +32,12 @@ void rb_hooks_add(rb_hooks *hk, int site, rb_hook_fn fn, void *ctx) {
     hk->n[site]++;
 }
 
+void rb_hooks_add_bwd(rb_hooks *hk, int site, rb_hook_fn fn, rb_hook_bwd_fn bwd, int needs_input, void *ctx) {
+    rb_hooks_add(hk, site, fn, ctx);
+    hk->bwd[site][hk->n[site] - 1] = bwd;
+    hk->needs_input[site][hk->n[site] - 1] = (unsigned char)(needs_input != 0);
+}
+
 void rb_hooks_add_all(rb_hooks *hk, rb_hook_fn fn, void *ctx) {
     for (int s = 0; s < RB_SITE_COUNT; s++) rb_hooks_add(hk, s, fn, ctx);
 }
@@ -53,6 +56,47 @@ static int model_lm_head(void *ctx, float *out, rb_error *err) { return rb_model
 rb_weights_src rb_weights_from_model(rb_model *m) {
     rb_weights_src s = {m, model_load_layer, model_embed, model_final_norm, model_lm_head};
     return s;
+}
+
+size_t rb_tape_bytes(const rb_llama_config *c, int max_rows) {
+    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    return sizeof(float) * (size_t)max_rows *
+           (2 * (size_t)c->dim + 2 * qd + 2 * kvd + (size_t)c->n_heads + 2 * (size_t)c->hidden_dim);
+}
+
+void rb_tape_free(rb_tape *t) {
+    rb_free(t->h_in);
+    rb_free(t->q);
+    rb_free(t->k);
+    rb_free(t->v);
+    rb_free(t->lse);
+    rb_free(t->att);
+    rb_free(t->h_mid);
+    rb_free(t->gate);
+    rb_free(t->up);
+    memset(t, 0, sizeof *t);
+}
+
+int rb_tape_init(rb_tape *t, const rb_llama_config *c, int max_rows, rb_error *err) {
+    memset(t, 0, sizeof *t);
+    RB_ASSERT(max_rows > 0);
+    size_t R = (size_t)max_rows, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    t->max_rows = max_rows;
+    t->h_in = rb_alloc(R * c->dim * sizeof(float));
+    t->q = rb_alloc(R * qd * sizeof(float));
+    t->k = rb_alloc(R * kvd * sizeof(float));
+    t->v = rb_alloc(R * kvd * sizeof(float));
+    t->lse = rb_alloc(R * c->n_heads * sizeof(float));
+    t->att = rb_alloc(R * qd * sizeof(float));
+    t->h_mid = rb_alloc(R * c->dim * sizeof(float));
+    t->gate = rb_alloc(R * c->hidden_dim * sizeof(float));
+    t->up = rb_alloc(R * c->hidden_dim * sizeof(float));
+    if (!t->h_in || !t->q || !t->k || !t->v || !t->lse || !t->att || !t->h_mid || !t->gate || !t->up) {
+        rb_tape_free(t);
+        return rb_error_set(err, RB_ENOMEM, "backward: out of memory for a tape of %d rows (%.1f MiB)", max_rows,
+                            rb_tape_bytes(c, max_rows) / 1048576.0);
+    }
+    return 0;
 }
 
 /* Inverse RoPE frequencies, with Llama-3.1 "llama3" scaling when configured (HF
@@ -142,8 +186,7 @@ void rb_rmsnorm(float *out, const float *x, const float *g, size_t rows, int dim
     }
 }
 
-/* rotate_half RoPE on every head of x[n_seq*T][n_h*hd], position = row index within its sequence. */
-static void rope_apply(const rb_forward *f, float *x, int n_seq, int T, int n_h) {
+void rb_rope_apply(const rb_forward *f, float *x, int n_seq, int T, int n_h, int inverse) {
     int hd = f->cfg.head_dim, half = hd / 2;
     size_t width = (size_t)n_h * hd;
     for (int s = 0; s < n_seq; s++)
@@ -152,11 +195,18 @@ static void rope_apply(const rb_forward *f, float *x, int n_seq, int T, int n_h)
             float *row = x + ((size_t)s * T + t) * width;
             for (int h = 0; h < n_h; h++) {
                 float *a = row + (size_t)h * hd, *b = a + half;
-                for (int i = 0; i < half; i++) {
-                    float x0 = a[i], x1 = b[i];
-                    a[i] = x0 * cs[i] - x1 * sn[i];
-                    b[i] = x1 * cs[i] + x0 * sn[i];
-                }
+                if (inverse)
+                    for (int i = 0; i < half; i++) {
+                        float x0 = a[i], x1 = b[i];
+                        a[i] = x0 * cs[i] + x1 * sn[i];
+                        b[i] = x1 * cs[i] - x0 * sn[i];
+                    }
+                else
+                    for (int i = 0; i < half; i++) {
+                        float x0 = a[i], x1 = b[i];
+                        a[i] = x0 * cs[i] - x1 * sn[i];
+                        b[i] = x1 * cs[i] + x0 * sn[i];
+                    }
             }
         }
 }
@@ -190,8 +240,10 @@ static int run_hooks(const rb_hooks *hk, rb_site_info *info, int site, int cols,
     return check_finite(info, 1, site_names[site], x, cols, err);
 }
 
-/* Causal softmax attention of one sequence: att[T][n_h*hd] from q, k, v rows of that sequence. */
-static void attention_seq(rb_forward *f, const float *q, const float *k, const float *v, float *att, int T) {
+/* Causal softmax attention of one sequence: att[T][n_h*hd] from q, k, v rows of that sequence; with
+ * lse (may be NULL) each score row's log-sum-exp into lse[T][n_heads]. */
+static void attention_seq(rb_forward *f, const float *q, const float *k, const float *v, float *att, float *lse,
+                          int T) {
     const rb_llama_config *c = &f->cfg;
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
@@ -209,7 +261,9 @@ static void attention_seq(rb_forward *f, const float *q, const float *k, const f
                 int len = i0 + r + 1;
                 float mx = rb_vmax(row, len);
                 rb_vexp_shift(row, len, mx);
-                float inv = (float)(1.0 / rb_vsum(row, len));
+                double sum = rb_vsum(row, len);
+                float inv = (float)(1.0 / sum);
+                if (lse) lse[(size_t)(i0 + r) * c->n_heads + h] = (float)((double)mx + log(sum));
                 for (int j = 0; j < len; j++) row[j] *= inv;
                 for (int j = len; j < nk; j++) row[j] = 0.0f;
             }
@@ -227,6 +281,13 @@ int rb_forward_layer(rb_forward *f, const rb_layer_weights *w, int layer, float 
     int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, ff = c->hidden_dim;
     rb_site_info info = {.layer = layer, .n_seq = n_seq, .seq_len = T, .seq_offset = seq_offset};
     int rc;
+    rb_tape *tp = f->tape;
+    size_t R = (size_t)rows;
+    if (tp) {
+        RB_ASSERT(rows <= tp->max_rows);
+        tp->layer = layer, tp->n_seq = n_seq, tp->T = T, tp->seq_offset = seq_offset;
+        memcpy(tp->h_in, h, R * d * sizeof(float));
+    }
 
     /* attention block */
     rb_rmsnorm(f->xn, h, w->rms_att, (size_t)rows, d, c->rms_eps);
@@ -234,18 +295,26 @@ int rb_forward_layer(rb_forward *f, const rb_layer_weights *w, int layer, float 
     rb_sgemm(0, 1, rows, qd, d, 1.0f, f->xn, d, w->wq, d, 0.0f, f->q, qd);
     rb_sgemm(0, 1, rows, kvd, d, 1.0f, f->xn, d, w->wk, d, 0.0f, f->k, kvd);
     rb_sgemm(0, 1, rows, kvd, d, 1.0f, f->xn, d, w->wv, d, 0.0f, f->v, kvd);
-    rope_apply(f, f->q, n_seq, T, c->n_heads);
-    rope_apply(f, f->k, n_seq, T, c->n_kv_heads);
+    rb_rope_apply(f, f->q, n_seq, T, c->n_heads, 0);
+    rb_rope_apply(f, f->k, n_seq, T, c->n_kv_heads, 0);
     if ((rc = run_hooks(hooks, &info, RB_SITE_Q, qd, c->n_heads, f->q, err))) return rc;
     if ((rc = run_hooks(hooks, &info, RB_SITE_K, kvd, c->n_kv_heads, f->k, err))) return rc;
     if ((rc = run_hooks(hooks, &info, RB_SITE_V, kvd, c->n_kv_heads, f->v, err))) return rc;
     for (int s = 0; s < n_seq; s++) {
         size_t r0 = (size_t)s * T;
-        attention_seq(f, f->q + r0 * qd, f->k + r0 * kvd, f->v + r0 * kvd, f->att + r0 * qd, T);
+        attention_seq(f, f->q + r0 * qd, f->k + r0 * kvd, f->v + r0 * kvd, f->att + r0 * qd,
+                      tp ? tp->lse + r0 * c->n_heads : NULL, T);
+    }
+    if (tp) {
+        memcpy(tp->q, f->q, R * qd * sizeof(float));
+        memcpy(tp->k, f->k, R * kvd * sizeof(float));
+        memcpy(tp->v, f->v, R * kvd * sizeof(float));
+        memcpy(tp->att, f->att, R * qd * sizeof(float));
     }
     if ((rc = run_hooks(hooks, &info, RB_SITE_O_IN, qd, c->n_heads, f->att, err))) return rc;
     rb_sgemm(0, 1, rows, d, qd, 1.0f, f->att, qd, w->wo, qd, 1.0f, h, d);
     if ((rc = check_finite(&info, 0, "residual stream after attention (o_proj output)", h, d, err))) return rc;
+    if (tp) memcpy(tp->h_mid, h, R * d * sizeof(float));
 
     /* MLP block */
     rb_rmsnorm(f->xn, h, w->rms_ffn, (size_t)rows, d, c->rms_eps);
@@ -254,9 +323,12 @@ int rb_forward_layer(rb_forward *f, const rb_layer_weights *w, int layer, float 
                 ff);
     rb_sgemm(0, 1, rows, ff, d, 1.0f, f->xn, d, w->w_up, d, 0.0f, f->up, ff);
     size_t n = (size_t)rows * ff;
+    if (tp) {
+        memcpy(tp->gate, f->gate, n * sizeof(float));
+        memcpy(tp->up, f->up, n * sizeof(float));
+    }
     for (size_t i = 0; i < n; i++) {
-        float g = f->gate[i];
-        f->gate[i] = g / (1.0f + rb_expf_fast(-g)) * f->up[i];
+        f->gate[i] = rb_swiglu(f->gate[i], f->up[i]);
     }
     if ((rc = run_hooks(hooks, &info, RB_SITE_DOWN_IN, ff, 1, f->gate, err))) return rc;
     rb_sgemm(0, 1, rows, d, ff, 1.0f, f->gate, ff, w->w_down, ff, 1.0f, h,

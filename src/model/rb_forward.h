@@ -9,7 +9,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/rb_math.h"
 #include "rb_model.h"
+
+/* Query rows per attention block: bounds the score buffer to QBLOCK×T and lets causal attention
+ * skip the key columns after the block (half the FLOPs of a full T×T product). */
+#define RB_ATT_QBLOCK 256
 
 /* Sites where hooks run, in forward order. */
 enum rb_site {
@@ -46,17 +51,29 @@ typedef struct rb_site_info {
  * inputs without running the rest of the layer). */
 typedef int (*rb_hook_fn)(void *ctx, const rb_site_info *info, float *x, rb_error *err);
 
+/* A hook's backward (rb_backward_layer): dx[n_seq*seq_len][cols] holds the gradient with respect to
+ * the hook's output on entry and must hold the gradient with respect to its input on return. x_in is
+ * the tensor the hook's forward received (NULL unless the hook was added with needs_input). Returns 0
+ * or a negative RB_E* with err filled. */
+typedef int (*rb_hook_bwd_fn)(void *ctx, const rb_site_info *info, const float *x_in, float *dx, rb_error *err);
+
 #define RB_MAX_HOOKS_PER_SITE 8
 
 typedef struct rb_hooks {
     rb_hook_fn fn[RB_SITE_COUNT][RB_MAX_HOOKS_PER_SITE];
+    rb_hook_bwd_fn bwd[RB_SITE_COUNT][RB_MAX_HOOKS_PER_SITE]; /* NULL: the backward refuses the site */
+    unsigned char needs_input[RB_SITE_COUNT][RB_MAX_HOOKS_PER_SITE];
     void *ctx[RB_SITE_COUNT][RB_MAX_HOOKS_PER_SITE];
     int n[RB_SITE_COUNT];
 } rb_hooks;
 
 void rb_hooks_init(rb_hooks *hk);
-/* Appends a hook at `site`; hooks at one site run in the order added. */
+/* Appends a hook at `site`; hooks at one site run in the order added. A hook added this way has no
+ * backward: rb_backward_layer through its site fails naming the site. */
 void rb_hooks_add(rb_hooks *hk, int site, rb_hook_fn fn, void *ctx);
+/* Appends a hook with its backward; needs_input: the backward reads the hook's input (kept by the
+ * backward's replay of the site). */
+void rb_hooks_add_bwd(rb_hooks *hk, int site, rb_hook_fn fn, rb_hook_bwd_fn bwd, int needs_input, void *ctx);
 /* The same hook at every site. */
 void rb_hooks_add_all(rb_hooks *hk, rb_hook_fn fn, void *ctx);
 
@@ -75,6 +92,30 @@ typedef struct rb_weights_src {
 /* A weights source reading straight from `m` (not owned). */
 rb_weights_src rb_weights_from_model(rb_model *m);
 
+/* What one layer forward records for its backward (DESIGN §2b), for one sub-batch of at most
+ * max_rows rows. Everything else the backward needs (normed inputs, hook outputs at attn_in, o_in,
+ * mlp_in and down_in, the SwiGLU product) is recomputed from these. */
+typedef struct rb_tape {
+    int max_rows;
+    int layer, n_seq, T, seq_offset; /* the forward recorded */
+    float *h_in;  /* [max_rows][dim] layer input */
+    float *q;     /* [max_rows][n_heads*head_dim] after RoPE and the q hooks */
+    float *k;     /* [max_rows][n_kv*head_dim] after RoPE and the k hooks */
+    float *v;     /* [max_rows][n_kv*head_dim] after the v hooks */
+    float *lse;   /* [max_rows][n_heads] log-sum-exp of each (scaled) score row */
+    float *att;   /* [max_rows][n_heads*head_dim] attention output, before the o_in hooks */
+    float *h_mid; /* [max_rows][dim] residual stream after attention */
+    float *gate;  /* [max_rows][hidden_dim] gate_proj output (before SiLU) */
+    float *up;    /* [max_rows][hidden_dim] up_proj output */
+} rb_tape;
+
+/* Tape for config c and sub-batches of at most max_rows rows (≈ (4·dim + 3·q/kv width + 2·hidden)
+ * floats a row). Errors: RB_ENOMEM naming the size. */
+int rb_tape_init(rb_tape *t, const rb_llama_config *c, int max_rows, rb_error *err);
+void rb_tape_free(rb_tape *t);
+/* Bytes rb_tape_init allocates. */
+size_t rb_tape_bytes(const rb_llama_config *c, int max_rows);
+
 /* Scratch for one layer forward over at most `max_rows` rows of at most `max_T` tokens each. */
 typedef struct rb_forward {
     rb_llama_config cfg;
@@ -89,6 +130,7 @@ typedef struct rb_forward {
     float *scores;    /* [RB_ATT_QBLOCK][max_T] one query block of one head */
     float *rope_cos;  /* [max_T][head_dim/2] */
     float *rope_sin;  /* [max_T][head_dim/2] */
+    rb_tape *tape;    /* when set (not owned), rb_forward_layer records into it */
 } rb_forward;
 
 int rb_forward_init(rb_forward *f, const rb_llama_config *c, int max_T, int max_rows, rb_error *err);
@@ -97,10 +139,19 @@ void rb_forward_free(rb_forward *f);
 /* Runs decoder layer `layer` (weights w) over h[n_seq*T][dim] in place: h ← h + attn, h ← h + mlp.
  * Requires T ≤ max_T and n_seq*T ≤ max_rows. Hooks (may be NULL) run at each site. Every site's
  * tensor after its hooks and the residual stream after each block are checked finite: a NaN/Inf is
- * RB_ENUMERIC naming the layer, the site, the sequence, token and channel. Returns 0, a negative
+ * RB_ENUMERIC naming the layer, the site, the sequence, token and channel. With f->tape set (its
+ * max_rows ≥ n_seq*T) the layer's tape is recorded. Returns 0, a negative
  * error, or a hook's positive stop value (h then holds a partially updated state). */
 int rb_forward_layer(rb_forward *f, const rb_layer_weights *w, int layer, float *h, int n_seq, int T,
                      int seq_offset, const rb_hooks *hooks, rb_error *err);
+
+/* rotate_half RoPE of every head of x[n_seq*T][n_h*head_dim] at positions 0..T-1 of each sequence;
+ * inverse: rotation by the negative angles (the transpose: RoPE's backward). */
+void rb_rope_apply(const rb_forward *f, float *x, int n_seq, int T, int n_h, int inverse);
+
+/* SwiGLU of one pair: SiLU(g)·u, with the exp the forward uses (the backward's replay must match it
+ * bit for bit). */
+static inline float rb_swiglu(float g, float u) { return g / (1.0f + rb_expf_fast(-g)) * u; }
 
 /* RMSNorm of each row: out[r] = x[r] / sqrt(mean(x[r]²) + eps) ⊙ g (g may be NULL: weight-free).
  * Sum of squares in double. out may equal x. */

@@ -75,16 +75,42 @@ const rb_qspec *rb_quant_site_spec(const rb_quant_cfg *q, int site) {
     return site == RB_SITE_Q ? &q->q : site == RB_SITE_K ? &q->k : site == RB_SITE_V ? &q->v : &q->a;
 }
 
-int rb_quant_site_hook(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
-    const rb_quant_cfg *q = ctx;
-    const rb_qspec *s = rb_quant_site_spec(q, in->site);
-    if (s->bits >= RB_QBITS_OFF) return 0;
-    rb_qspec head;
-    if (in->site == RB_SITE_O_IN && q->o_proj != RB_OPROJ_ROW &&
-        (s->gran == RB_QGRAN_TOKEN || s->gran == RB_QGRAN_CHANNEL)) {
-        head = *s;
-        head.gran = RB_QGRAN_HEAD; /* one scale per (token, head): group_dim = head_dim here */
-        s = &head;
+/* The spec applied at a site, with the o_proj input's per-head grouping resolved into *tmp. */
+static const rb_qspec *site_spec_eff(const rb_quant_cfg *q, int site, rb_qspec *tmp) {
+    const rb_qspec *s = rb_quant_site_spec(q, site);
+    if (site == RB_SITE_O_IN && q->o_proj != RB_OPROJ_ROW && (s->gran == RB_QGRAN_TOKEN || s->gran == RB_QGRAN_CHANNEL)) {
+        *tmp = *s;
+        tmp->gran = RB_QGRAN_HEAD; /* one scale per (token, head): group_dim = head_dim here */
+        s = tmp;
     }
+    return s;
+}
+
+int rb_quant_site_hook(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
+    rb_qspec tmp;
+    const rb_qspec *s = site_spec_eff(ctx, in->site, &tmp);
+    if (s->bits >= RB_QBITS_OFF) return 0;
     return rb_quant_fake(s, x, in->n_seq * in->seq_len, in->cols, in->group_dim, err);
+}
+
+int rb_quant_site_ste(void *ctx, const rb_site_info *in, const float *x_in, float *dx, rb_error *err) {
+    (void)ctx, (void)in, (void)x_in, (void)dx, (void)err;
+    return 0; /* straight through: d(input) = d(output) */
+}
+
+int rb_quant_site_ste_clip(void *ctx, const rb_site_info *in, const float *x_in, float *dx, rb_error *err) {
+    rb_qspec tmp;
+    const rb_qspec *s = site_spec_eff(ctx, in->site, &tmp);
+    if (s->bits >= RB_QBITS_OFF) return 0;
+    return rb_quant_ste_mask(s, x_in, dx, in->n_seq * in->seq_len, in->cols, in->group_dim, err);
+}
+
+void rb_quant_add_train_hooks(rb_hooks *hk, const rb_quant_cfg *q, int clipped) {
+    for (int s = 0; s < RB_SITE_COUNT; s++) {
+        if (rb_quant_site_spec(q, s)->bits >= RB_QBITS_OFF) continue;
+        if (clipped)
+            rb_hooks_add_bwd(hk, s, rb_quant_site_hook, rb_quant_site_ste_clip, 1, (void *)q);
+        else
+            rb_hooks_add_bwd(hk, s, rb_quant_site_hook, rb_quant_site_ste, 0, (void *)q);
+    }
 }

@@ -47,6 +47,16 @@ const rb_qspec *rb_quant_site_spec(const rb_quant_cfg *q, int site);
  * (token, head) for Q/K/V with their default granularity. */
 int rb_quant_site_hook(void *ctx, const struct rb_site_info *info, float *x, rb_error *err);
 
+/* Backwards of rb_quant_site_hook (rb_hook_bwd_fn, ctx the same rb_quant_cfg): the straight-through
+ * estimator (gradient passed unchanged) and its clipped variant (zero where the input was clamped
+ * to the quantizer's range; needs the hook's input). */
+int rb_quant_site_ste(void *ctx, const struct rb_site_info *info, const float *x_in, float *dx, rb_error *err);
+int rb_quant_site_ste_clip(void *ctx, const struct rb_site_info *info, const float *x_in, float *dx, rb_error *err);
+struct rb_hooks;
+/* Appends rb_quant_site_hook with its backward (STE, or clipped STE) at every site q quantizes (q is
+ * not copied: it must outlive hk). */
+void rb_quant_add_train_hooks(struct rb_hooks *hk, const rb_quant_cfg *q, int clipped);
+
 /* AUTO o_proj → ROW when the rotation applies QuaRot's cross-head Hadamard (cross_head), else HEAD. */
 void rb_quant_cfg_resolve(rb_quant_cfg *q, int cross_head);
 

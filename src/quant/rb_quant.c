@@ -412,3 +412,26 @@ int rb_quant_fake(const rb_qspec *s, float *x, int rows, int cols, int head_dim,
     run_rows_parallel(&job, rows);
     return 0;
 }
+
+int rb_quant_ste_mask(const rb_qspec *s, const float *x, float *dx, int rows, int cols, int head_dim, rb_error *err) {
+    long per_row = 0, len = 0;
+    int rc = unit_shape(s, rows, cols, head_dim, &per_row, &len, err);
+    if (rc || s->bits == RB_QBITS_OFF) return rc;
+    float lo, hi;
+    qbounds(s, &lo, &hi);
+    long units = per_row ? per_row * rows : 1;
+    for (long u = 0; u < units; u++) {
+        long r = per_row ? u / per_row : 0, c0 = per_row ? (u % per_row) * len : 0;
+        long n = per_row ? (c0 + len <= cols ? len : cols - c0) : len;
+        const float *xu = x + r * (long)cols + c0;
+        float *du = dx + r * (long)cols + c0;
+        float sc, z;
+        int chosen;
+        unit_params(s, xu, n, 0, &sc, &z, &chosen);
+        for (long i = 0; i < n; i++) {
+            float q = rb_round_even(xu[i] / sc) + z;
+            if (q < lo || q > hi) du[i] = 0.0f;
+        }
+    }
+    return 0;
+}

@@ -90,6 +90,11 @@ int rb_quant_apply(const rb_qspec *s, float *x, int rows, int cols, int head_dim
  * read+write for the quantization). bits = 16 returns at once with x untouched. */
 int rb_quant_fake(const rb_qspec *s, float *x, int rows, int cols, int head_dim, rb_error *err);
 
+/* Clipped straight-through estimator (the backward of rb_quant_fake): zeroes dx[rows][cols] where x
+ * (the quantizer's input) falls outside its unit's representable range, i.e. where the rounded level
+ * was clamped; elsewhere the gradient passes unchanged. bits = 16 leaves dx untouched. */
+int rb_quant_ste_mask(const rb_qspec *s, const float *x, float *dx, int rows, int cols, int head_dim, rb_error *err);
+
 /* Round half to even, equal to nearbyintf() in the default rounding mode for |v| < 2^22, written
  * with the 1.5·2^23 trick so that loops vectorize without SSE4.1. Larger |v| give an integer-or-
  * huge value of the same sign, which every caller clamps to at most 2^8 + 1e4, so quantized

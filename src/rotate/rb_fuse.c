@@ -265,30 +265,56 @@ int rb_hook_had_heads(void *ctx, const rb_site_info *in, float *x, rb_error *err
     return 0;
 }
 
+int rb_hook_had_heads_bwd(void *ctx, const rb_site_info *in, const float *x_in, float *dx, rb_error *err) {
+    (void)x_in;
+    const rb_had *h = ctx;
+    if (rb_had_apply_rows_t(h, dx, (size_t)in->n_seq * in->seq_len * in->n_groups))
+        return rb_error_set(err, RB_ENOMEM, "R3 backward: out of memory");
+    return 0;
+}
+
 int rb_hook_had_rows(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
     const rb_had *h = ctx;
     if (rb_had_apply_rows(h, x, (size_t)in->n_seq * in->seq_len)) return rb_error_set(err, RB_ENOMEM, "R4: out of memory");
     return 0;
 }
 
-/* Cross-head: each token's o_proj input [heads][hd] → C applied across heads (x ↦ x·(C ⊗ I)). */
-int rb_hook_had_cross(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
+int rb_hook_had_rows_bwd(void *ctx, const rb_site_info *in, const float *x_in, float *dx, rb_error *err) {
+    (void)x_in;
     const rb_had *h = ctx;
-    size_t rows = (size_t)in->n_seq * in->seq_len;
-    int nh = in->n_groups, hd = in->group_dim;
+    if (rb_had_apply_rows_t(h, dx, (size_t)in->n_seq * in->seq_len))
+        return rb_error_set(err, RB_ENOMEM, "R4 backward: out of memory");
+    return 0;
+}
+
+int rb_had_cross_rows(const rb_had *h, float *x, size_t rows, int nh, int hd, int transpose) {
     float *t = malloc(sizeof(float) * (size_t)nh * hd);
-    if (!t) return rb_error_set(err, RB_ENOMEM, "cross-head: out of memory");
+    if (!t) return RB_ENOMEM;
     int rc = 0;
     for (size_t r = 0; r < rows && !rc; r++) {
-        float *row = x + r * (size_t)in->cols;
+        float *row = x + r * (size_t)nh * hd;
         for (int a = 0; a < nh; a++)
             for (int b = 0; b < hd; b++) t[(size_t)b * nh + a] = row[(size_t)a * hd + b];
-        rc = rb_had_apply_rows(h, t, (size_t)hd);
+        rc = transpose ? rb_had_apply_rows_t(h, t, (size_t)hd) : rb_had_apply_rows(h, t, (size_t)hd);
         for (int a = 0; a < nh; a++)
             for (int b = 0; b < hd; b++) row[(size_t)a * hd + b] = t[(size_t)b * nh + a];
     }
     free(t);
-    return rc ? rb_error_set(err, RB_ENOMEM, "cross-head: out of memory") : 0;
+    return rc ? RB_ENOMEM : 0;
+}
+
+/* Cross-head: each token's o_proj input [heads][hd] → C applied across heads (x ↦ x·(C ⊗ I)). */
+int rb_hook_had_cross(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
+    if (rb_had_cross_rows(ctx, x, (size_t)in->n_seq * in->seq_len, in->n_groups, in->group_dim, 0))
+        return rb_error_set(err, RB_ENOMEM, "cross-head: out of memory");
+    return 0;
+}
+
+int rb_hook_had_cross_bwd(void *ctx, const rb_site_info *in, const float *x_in, float *dx, rb_error *err) {
+    (void)x_in;
+    if (rb_had_cross_rows(ctx, dx, (size_t)in->n_seq * in->seq_len, in->n_groups, in->group_dim, 1))
+        return rb_error_set(err, RB_ENOMEM, "cross-head backward: out of memory");
+    return 0;
 }
 
 /* RUQuant site index of a forward site, or -1. */
@@ -339,12 +365,12 @@ int rb_hook_ruq_inverse(void *ctx, const rb_site_info *in, float *x, rb_error *e
 }
 
 void rb_fused_add_online_hooks(rb_fused *f, rb_hooks *hk) {
-    if (f->has_ch) rb_hooks_add(hk, RB_SITE_O_IN, rb_hook_had_cross, &f->ch);
+    if (f->has_ch) rb_hooks_add_bwd(hk, RB_SITE_O_IN, rb_hook_had_cross, rb_hook_had_cross_bwd, 0, &f->ch);
     if (f->has_r3) {
-        rb_hooks_add(hk, RB_SITE_Q, rb_hook_had_heads, &f->r3);
-        rb_hooks_add(hk, RB_SITE_K, rb_hook_had_heads, &f->r3);
+        rb_hooks_add_bwd(hk, RB_SITE_Q, rb_hook_had_heads, rb_hook_had_heads_bwd, 0, &f->r3);
+        rb_hooks_add_bwd(hk, RB_SITE_K, rb_hook_had_heads, rb_hook_had_heads_bwd, 0, &f->r3);
     }
-    if (f->has_r4) rb_hooks_add(hk, RB_SITE_DOWN_IN, rb_hook_had_rows, &f->r4);
+    if (f->has_r4) rb_hooks_add_bwd(hk, RB_SITE_DOWN_IN, rb_hook_had_rows, rb_hook_had_rows_bwd, 0, &f->r4);
     /* After the Hadamards: the RUQuant transforms were fitted on (and fused after) them. Added
      * whenever the set can hold RUQuant transforms, since calibration fills it afterwards. */
     if (f->rs && f->rs->ruq) {

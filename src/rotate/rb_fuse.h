@@ -49,6 +49,12 @@ int rb_hook_had_heads(void *ctx, const rb_site_info *in, float *x, rb_error *err
 int rb_hook_had_rows(void *ctx, const rb_site_info *in, float *x, rb_error *err);
 /* QuaRot's cross-head transform on the o_proj input (ctx: rb_had of order n_heads). */
 int rb_hook_had_cross(void *ctx, const rb_site_info *in, float *x, rb_error *err);
+/* Their backwards (rb_hook_bwd_fn): the transposes. */
+int rb_hook_had_heads_bwd(void *ctx, const rb_site_info *in, const float *x_in, float *dx, rb_error *err);
+int rb_hook_had_rows_bwd(void *ctx, const rb_site_info *in, const float *x_in, float *dx, rb_error *err);
+int rb_hook_had_cross_bwd(void *ctx, const rb_site_info *in, const float *x_in, float *dx, rb_error *err);
+/* x[rows][nh*hd] ← x·(C ⊗ I_hd) (transpose: x·(Cᵀ ⊗ I_hd)) for the order-nh transform h. RB_ENOMEM. */
+int rb_had_cross_rows(const rb_had *h, float *x, size_t rows, int nh, int hd, int transpose);
 
 /* RUQuant's online transform of the site's layer (ctx: rb_fused *; no-op where the set has none).
  * Errors: RB_ENOMEM (scratch). */
@@ -62,7 +68,8 @@ int rb_hook_ruq_inverse(void *ctx, const rb_site_info *in, float *x, rb_error *e
 
 /* Appends the online transforms (R3 at q and k, R4 at down_in, QuaRot's cross-head at o_in, then
  * RUQuant's at attn_in, o_in, mlp_in, down_in when rs holds RUQuant transforms) to hk. Must run
- * before any quantization hook at those sites. */
+ * before any quantization hook at those sites. The Hadamard hooks carry their backwards (transposes);
+ * RUQuant's has none (the backward refuses its sites). */
 void rb_fused_add_online_hooks(rb_fused *f, rb_hooks *hk);
 
 #endif
