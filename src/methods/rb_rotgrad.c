@@ -1,0 +1,195 @@
+#include "methods/rb_rotgrad.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rb_blas.h"
+#include "core/rb_file.h"
+#include "core/rb_log.h"
+#include "model/rb_grad.h"
+#include "rotate/rb_fuse.h"
+
+int rb_rotgrad_init(rb_rotgrad *g, const rb_llama_config *c, rb_error *err) {
+    memset(g, 0, sizeof *g);
+    g->dim = c->dim, g->head_dim = c->head_dim, g->n_layers = c->n_layers;
+    size_t dd = (size_t)c->dim * c->dim, hh = (size_t)c->head_dim * c->head_dim;
+    g->dR1 = calloc(dd, sizeof(double));
+    g->dR2 = calloc((size_t)c->n_layers, sizeof *g->dR2);
+    int ok = g->dR1 && g->dR2;
+    for (int l = 0; ok && l < c->n_layers; l++) ok = (g->dR2[l] = calloc(hh, sizeof(double))) != NULL;
+    if (!ok) {
+        rb_rotgrad_free(g);
+        return rb_error_set(err, RB_ENOMEM, "rotation gradients: out of memory");
+    }
+    return 0;
+}
+
+void rb_rotgrad_free(rb_rotgrad *g) {
+    for (int l = 0; g->dR2 && l < g->n_layers; l++) free(g->dR2[l]);
+    free(g->dR2);
+    free(g->dR1);
+    memset(g, 0, sizeof *g);
+}
+
+/* The fused model with RTN-quantized weights for the forward, keeping the unquantized fused layer
+ * for the chain rule. */
+typedef struct rg_state {
+    const rb_llama_config *c;
+    rb_weights_src fused;
+    const rb_qspec *wspec;  /* NULL: weights not quantized */
+    rb_layer_weights fp;    /* the last loaded layer, fused and unquantized */
+    int fp_layer;
+    const rb_had *ch;       /* cross-head transform (NULL: none) */
+    double *M1;             /* [d][d] */
+    double **M2;            /* [L] of [hd][hd] */
+    float *acc;             /* [max(d, hd)]² one product before accumulation */
+    float *wo_nc, *dwo_nc;  /* [d][qd] o_proj and its gradient without the cross-head transform */
+} rg_state;
+
+static int rg_load(void *ctx, int l, rb_layer_weights *w, rb_error *err) {
+    rg_state *s = ctx;
+    int rc = s->fused.load_layer(s->fused.ctx, l, w, err);
+    if (rc) return rc;
+    const rb_llama_config *c = s->c;
+    for (int lin = 0; lin < RB_LIN_COUNT; lin++) {
+        int r, k;
+        float *m = rb_layer_linear(w, c, lin, &r, &k), *keep = rb_layer_linear(&s->fp, c, lin, &r, &k);
+        memcpy(keep, m, sizeof(float) * (size_t)r * k);
+        if (s->wspec && (rc = rb_quant_fake(s->wspec, m, r, k, 0, err))) return rc;
+    }
+    s->fp_layer = l;
+    return 0;
+}
+static int rg_embed(void *ctx, const int32_t *ids, size_t n, float *out, rb_error *err) {
+    rg_state *s = ctx;
+    return s->fused.embed(s->fused.ctx, ids, n, out, err);
+}
+static int rg_norm(void *ctx, float *out, rb_error *err) {
+    rg_state *s = ctx;
+    return s->fused.load_final_norm(s->fused.ctx, out, err);
+}
+static int rg_head(void *ctx, float *out, rb_error *err) {
+    rg_state *s = ctx;
+    return s->fused.load_lm_head(s->fused.ctx, out, err);
+}
+
+/* M[n][n] += op(A)·op(B) for float operands (one sgemm, accumulated in double). */
+static void acc_gemm(rg_state *s, double *M, int n, int ta, int tb, int K, const float *A, int lda, const float *B,
+                     int ldb) {
+    rb_sgemm(ta, tb, n, n, K, 1.0f, A, lda, B, ldb, 0.0f, s->acc, n);
+    for (size_t i = 0; i < (size_t)n * n; i++) M[i] += s->acc[i];
+}
+
+static int rg_layer(void *ctx, int l, const rb_layer_weights *w, const rb_layer_weights *dw, rb_error *err) {
+    (void)w;
+    rg_state *s = ctx;
+    const rb_llama_config *c = s->c;
+    RB_ASSERT(s->fp_layer == l); /* the engine loads a layer right before handing its gradients over */
+    int d = c->dim, hd = c->head_dim, qd = c->n_heads * hd;
+    static const int readers[] = {RB_LIN_Q, RB_LIN_K, RB_LIN_V, RB_LIN_GATE, RB_LIN_UP};
+    for (int i = 0; i < 5; i++) {
+        int r, k;
+        const float *W = rb_layer_linear(&s->fp, c, readers[i], &r, &k), *G = rb_layer_linear(dw, c, readers[i], &r, &k);
+        acc_gemm(s, s->M1, d, 1, 0, r, W, k, G, k); /* W'ᵀ·dW' */
+    }
+    acc_gemm(s, s->M1, d, 0, 1, qd, s->fp.wo, qd, dw->wo, qd);                       /* Wo'·dWo'ᵀ */
+    acc_gemm(s, s->M1, d, 0, 1, c->hidden_dim, s->fp.w_down, c->hidden_dim, dw->w_down, c->hidden_dim);
+    for (int h = 0; h < c->n_kv_heads; h++) /* Wv'_h·dWv'_hᵀ */
+        acc_gemm(s, s->M2[l], hd, 0, 1, d, s->fp.wv + (size_t)h * hd * d, d, dw->wv + (size_t)h * hd * d, d);
+    const float *wo = s->fp.wo, *dwo = dw->wo;
+    if (s->ch) { /* W_o' = W_o''·(C ⊗ I): take C off both (orthogonal, so the gradient maps the same way) */
+        memcpy(s->wo_nc, s->fp.wo, sizeof(float) * (size_t)d * qd);
+        memcpy(s->dwo_nc, dw->wo, sizeof(float) * (size_t)d * qd);
+        if (rb_had_cross_rows(s->ch, s->wo_nc, (size_t)d, c->n_heads, hd, 1) ||
+            rb_had_cross_rows(s->ch, s->dwo_nc, (size_t)d, c->n_heads, hd, 1))
+            return rb_error_set(err, RB_ENOMEM, "rotation gradients: out of memory");
+        wo = s->wo_nc, dwo = s->dwo_nc;
+    }
+    for (int h = 0; h < c->n_heads; h++) /* Wo'_hᵀ·dWo'_h */
+        acc_gemm(s, s->M2[l], hd, 1, 0, d, wo + (size_t)h * hd, qd, dwo + (size_t)h * hd, qd);
+    return 0;
+}
+
+static int rg_embed_grad(void *ctx, const int32_t *ids, const float *h0, const float *dh0, size_t rows,
+                         rb_error *err) {
+    (void)ids, (void)err;
+    rg_state *s = ctx;
+    acc_gemm(s, s->M1, s->c->dim, 1, 0, (int)rows, h0, s->c->dim, dh0, s->c->dim);
+    return 0;
+}
+
+static int rg_head_grad(void *ctx, const float *hn, const float *dhn, size_t rows, rb_error *err) {
+    (void)err;
+    rg_state *s = ctx;
+    acc_gemm(s, s->M1, s->c->dim, 1, 0, (int)rows, dhn, s->c->dim, hn, s->c->dim);
+    return 0;
+}
+
+/* out = R·M (R NULL: identity). */
+static void left_mul(const rb_rot *R, const double *M, int n, double *out) {
+    if (!R) {
+        memcpy(out, M, sizeof(double) * (size_t)n * n);
+        return;
+    }
+    rb_dgemm(0, 0, n, n, n, 1.0, R->R, n, M, n, 0.0, out, n);
+}
+
+int rb_rotgrad_run(const rb_weights_src *base, const rb_llama_config *c, const rb_rotset *rs,
+                   const rb_rotgrad_opts *o, const int32_t *ids, int n_seq, int T, rb_rotgrad *g, rb_error *err) {
+    if (rs && rs->ruq)
+        for (int l = 0; l < rs->n_layers; l++)
+            for (int k = 0; k < RB_RUQ_NSITES; k++)
+                if (rs->ruq[l][k])
+                    return rb_error_set(err, RB_EUNSUPPORTED,
+                                        "gradients: rotation set '%s' holds RUQuant transforms (layer %d, %s), whose "
+                                        "online transform has no backward",
+                                        rs->method, l, rb_ruq_site_name(k));
+    rb_fused fz;
+    int rc = rb_fused_init(&fz, base, c, rs, err);
+    if (rc) return rc;
+    int d = c->dim, hd = c->head_dim, L = c->n_layers, qd = c->n_heads * hd;
+    rb_quant_cfg q;
+    int quant = o && o->quant && rb_quant_cfg_active(o->quant);
+    if (quant) {
+        q = *o->quant;
+        rb_quant_cfg_resolve(&q, rs && rs->cross_head);
+    }
+    rg_state s = {.c = c, .fused = rb_fused_src(&fz), .fp_layer = -1, .ch = fz.has_ch ? &fz.ch : NULL};
+    s.wspec = quant && q.w.bits < RB_QBITS_OFF ? &q.w : NULL;
+    int n = d > hd ? d : hd;
+    s.M1 = calloc((size_t)d * d, sizeof(double));
+    s.M2 = calloc((size_t)L, sizeof *s.M2);
+    s.acc = rb_alloc(sizeof(float) * (size_t)n * n);
+    if (s.ch) {
+        s.wo_nc = rb_alloc(sizeof(float) * (size_t)d * qd);
+        s.dwo_nc = rb_alloc(sizeof(float) * (size_t)d * qd);
+    }
+    int ok = s.M1 && s.M2 && s.acc && (!s.ch || (s.wo_nc && s.dwo_nc));
+    for (int l = 0; ok && l < L; l++) ok = (s.M2[l] = calloc((size_t)hd * hd, sizeof(double))) != NULL;
+    if (!ok) {
+        rc = rb_error_set(err, RB_ENOMEM, "rotation gradients: out of memory");
+        goto done;
+    }
+    if ((rc = rb_layer_weights_init(&s.fp, c, err))) goto done;
+    rb_hooks hk;
+    rb_hooks_init(&hk);
+    rb_fused_add_online_hooks(&fz, &hk);
+    if (quant) rb_quant_add_train_hooks(&hk, &q, o->clipped_ste);
+    rb_weights_src src = {&s, rg_load, rg_embed, rg_norm, rg_head};
+    rb_grad_sink sink = {&s, rg_layer, rg_embed_grad, rg_head_grad};
+    rb_grad_opts go = {.no_checkpoint = o ? o->no_checkpoint : 0, .seq_base = o ? o->seq_base : 0};
+    if ((rc = rb_llama_loss_grad(&src, c, ids, n_seq, T, &hk, &go, &sink, &g->loss, err))) goto done;
+    g->peak_bytes = go.peak_bytes;
+    left_mul(rs ? rs->r1 : NULL, s.M1, d, g->dR1);
+    for (int l = 0; l < L; l++) left_mul(rs && rs->r2 ? rs->r2[l] : NULL, s.M2[l], hd, g->dR2[l]);
+done:
+    if (s.fp.wq) rb_layer_weights_free(&s.fp);
+    for (int l = 0; s.M2 && l < L; l++) free(s.M2[l]);
+    free(s.M2);
+    free(s.M1);
+    rb_free(s.acc);
+    rb_free(s.wo_nc);
+    rb_free(s.dwo_nc);
+    rb_fused_free(&fz);
+    return rc;
+}

@@ -1,0 +1,52 @@
+/* rb_rotgrad: the training loss of a rotated, fake-quantized model and its gradient with respect to
+ * R1 and every R2 of the rotation set (SpinQuant's objective, METHODS §3; `rotbench grad`).
+ *
+ * The model is the set's fused model (rb_fused: γ folded, embeddings centered when the set says so,
+ * R1/R2/R4 fused, R3/R4/cross-head online with their transposes as backward). Activations and the
+ * KV cache are fake-quantized by the given setting with a straight-through estimator; weights (when
+ * w.bits < 16) by RTN of the fused weights, also straight-through (SpinQuant's quant_linear).
+ *
+ * Chain rule into the rotations, in the row convention of rb_rotset.h. With W' the fused,
+ * unquantized weights and dW' their gradients (the engine's, for the quantized weights, passed
+ * straight through):
+ *   dL/dR1 = R1 · M1,  M1 = Σ_readers W'ᵀ·dW' + Σ_writers W'·dW'ᵀ + h0ᵀ·dh0 + dhnᵀ·hn
+ * (readers q,k,v,gate,up of every layer; writers o,down; h0 the rotated embedding rows; the lm_head
+ * term written through its input hn), since each fused weight is (R1-free part)·R1 or R1ᵀ·(...);
+ *   dL/dR2 = R2 · M2,  M2 = Σ_kv-heads Wv'_h·dWv'_hᵀ + Σ_heads Wo'_hᵀ·dWo'_h
+ * (Wv'_h the head's row block of v_proj, Wo'_h the head's column block of o_proj, with QuaRot's
+ * cross-head transform taken off first when the set has it). Products in float through sgemm,
+ * accumulated in double. */
+#ifndef RB_ROTGRAD_H
+#define RB_ROTGRAD_H
+
+#include "model/rb_forward.h"
+#include "quant/rb_qpreset.h"
+#include "rotate/rb_rotset.h"
+
+typedef struct rb_rotgrad_opts {
+    const rb_quant_cfg *quant; /* training quantization (NULL = none); o_proj resolved against the set here */
+    int clipped_ste;           /* activations: clipped straight-through estimator instead of the plain one */
+    int no_checkpoint;         /* keep every layer's tape (see rb_grad.h) */
+    int seq_base;              /* hooks' seq_offset of the first window */
+} rb_rotgrad_opts;
+
+typedef struct rb_rotgrad {
+    int dim, head_dim, n_layers;
+    double loss;       /* mean next-token cross-entropy (nats) */
+    double *dR1;       /* [dim][dim] dL/dR1 */
+    double **dR2;      /* [n_layers] of [head_dim][head_dim] dL/dR2 of each layer */
+    size_t peak_bytes; /* the engine's allocation (rb_grad_opts.peak_bytes) */
+} rb_rotgrad;
+
+/* Buffers for config c. Errors: RB_ENOMEM. */
+int rb_rotgrad_init(rb_rotgrad *g, const rb_llama_config *c, rb_error *err);
+void rb_rotgrad_free(rb_rotgrad *g);
+
+/* Loss and gradients of windows ids[n_seq*T] (T ≥ 2) for the model `base` (unprepared, as
+ * rb_fused_init takes it; config c) under rotation set rs (NULL = no rotation: gradients at the
+ * identity). A set with RUQuant transforms is refused (RB_EUNSUPPORTED: their online transform has no
+ * backward). Errors: as rb_llama_loss_grad and rb_fused_init. */
+int rb_rotgrad_run(const rb_weights_src *base, const rb_llama_config *c, const rb_rotset *rs,
+                   const rb_rotgrad_opts *o, const int32_t *ids, int n_seq, int T, rb_rotgrad *g, rb_error *err);
+
+#endif

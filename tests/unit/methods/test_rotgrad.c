@@ -1,0 +1,142 @@
+/* rb_rotgrad: dL/dR1 and dL/dR2 of the fused model against central finite differences in the
+ * rotations themselves, on make-model tiny (MHA, 4 heads: the cross-head transform applies) and gqa. */
+#include "rb_test.h"
+
+#include <math.h>
+
+#include "core/rb_rng.h"
+#include "methods/rb_rotgrad.h"
+#include "model/rb_make_model.h"
+#include "model/rb_model.h"
+#include "rotate/rb_orth.h"
+
+/* Step relative to an entry of an orthogonal matrix (~1/√n), and the accepted relative gap: the
+ * same float32-forward reasoning as test_backward.c (FD_EPS, FD_REL_TOL there). */
+#define FD_EPS 3e-3
+#define FD_REL_TOL 5e-3
+#define FD_FLOOR 1e-2
+
+/* A dense rotation object around R (not orthogonality-checked: the perturbed points are not). */
+static rb_rot *dense(const double *R, int n) {
+    rb_rot *r = calloc(1, sizeof *r);
+    r->n = n;
+    r->kind = RB_ROT_DENSE;
+    r->R = malloc(sizeof(double) * (size_t)n * n);
+    memcpy(r->R, R, sizeof(double) * (size_t)n * n);
+    return r;
+}
+
+static void make_set(rb_rotset *s, const rb_llama_config *c, const double *R1, double *const *R2, int online) {
+    rb_error err = {0};
+    assert_int_equal(rb_rotset_init(s, "test", c->dim, c->head_dim, c->hidden_dim, c->n_layers, &err), 0);
+    s->r1 = dense(R1, c->dim);
+    for (int l = 0; l < c->n_layers; l++) s->r2[l] = dense(R2[l], c->head_dim);
+    s->r3 = s->r4 = online;
+    s->emb_center = 1;
+    s->cross_head = online && c->n_heads == c->n_kv_heads;
+}
+
+static double loss_at(const rb_weights_src *base, const rb_llama_config *c, const double *R1, double *const *R2,
+                      int online, const int32_t *ids, int n_seq, int T, rb_rotgrad *g) {
+    rb_rotset s;
+    make_set(&s, c, R1, R2, online);
+    rb_error err = {0};
+    rb_rotgrad_opts o = {0};
+    if (rb_rotgrad_run(base, c, &s, &o, ids, n_seq, T, g, &err)) fail_msg("%s", err.msg);
+    rb_rotset_free(&s);
+    return g->loss;
+}
+
+static void check(const char *what, double an, double fd, double scale) {
+    double rel = fabs(an - fd) / fmax(fabs(an), FD_FLOOR * scale);
+    fprintf(stderr, "# %-34s analytic %+.6e fd %+.6e rel %.1e\n", what, an, fd, rel);
+    if (rel > FD_REL_TOL) fail_msg("%s: analytic %.8g vs finite difference %.8g", what, an, fd);
+}
+
+static void run_preset(const char *preset, int online) {
+    char dir[512];
+    rb_test_tmpdir(dir, sizeof dir);
+    rb_make_model_opts mo = {.preset = preset, .seed = 2};
+    rb_error err = {0};
+    assert_int_equal(rb_make_model(dir, &mo, &err), 0);
+    rb_model *m;
+    assert_int_equal(rb_model_open(dir, &m, &err), 0);
+    const rb_llama_config *c = rb_model_config(m);
+    rb_weights_src base = rb_weights_from_model(m);
+    int d = c->dim, hd = c->head_dim, L = c->n_layers, n_seq = 2, T = 24;
+    rb_rng rng;
+    rb_rng_seed(&rng, 4, "test.rotgrad");
+    int32_t ids[2 * 24];
+    for (int i = 0; i < n_seq * T; i++) ids[i] = (int32_t)rb_rng_below(&rng, (uint64_t)c->vocab_size);
+    double *R1 = malloc(sizeof(double) * d * d), *P1 = malloc(sizeof(double) * d * d), *V1 = malloc(sizeof(double) * d * d);
+    double **R2 = calloc(L, sizeof *R2), **P2 = calloc(L, sizeof *P2), **V2 = calloc(L, sizeof *V2);
+    assert_int_equal(rb_orth_random(&rng, d, R1, &err), 0);
+    for (int l = 0; l < L; l++) {
+        R2[l] = malloc(sizeof(double) * hd * hd), P2[l] = malloc(sizeof(double) * hd * hd);
+        V2[l] = malloc(sizeof(double) * hd * hd);
+        assert_int_equal(rb_orth_random(&rng, hd, R2[l], &err), 0);
+        rb_rng_gauss_d(&rng, V2[l], (size_t)hd * hd, 0.0, 1.0);
+    }
+    rb_rng_gauss_d(&rng, V1, (size_t)d * d, 0.0, 1.0);
+    rb_rotgrad g, tmp;
+    assert_int_equal(rb_rotgrad_init(&g, c, &err), 0);
+    assert_int_equal(rb_rotgrad_init(&tmp, c, &err), 0);
+    double loss = loss_at(&base, c, R1, R2, online, ids, n_seq, T, &g);
+    fprintf(stderr, "# %s%s: loss %.6f\n", preset, online ? " (R3, R4, cross-head, emb_center)" : "", loss);
+    /* R1 direction */
+    double an = 0, gs = 0, eps1 = FD_EPS / sqrt((double)d), l2[2];
+    for (int i = 0; i < d * d; i++) an += g.dR1[i] * V1[i], gs += g.dR1[i] * g.dR1[i];
+    for (int sg = 0; sg < 2; sg++) {
+        for (int i = 0; i < d * d; i++) P1[i] = R1[i] + (sg ? -eps1 : eps1) * V1[i];
+        l2[sg] = loss_at(&base, c, P1, R2, online, ids, n_seq, T, &tmp);
+    }
+    check("dL/dR1", an, (l2[0] - l2[1]) / (2 * eps1), sqrt(gs) * d);
+    /* every R2 together, then layer 0's alone */
+    for (int only0 = 0; only0 < 2; only0++) {
+        double eps2 = FD_EPS / sqrt((double)hd);
+        an = 0, gs = 0;
+        for (int l = 0; l < L; l++)
+            for (int i = 0; i < hd * hd && (!only0 || l == 0); i++) an += g.dR2[l][i] * V2[l][i], gs += g.dR2[l][i] * g.dR2[l][i];
+        for (int sg = 0; sg < 2; sg++) {
+            for (int l = 0; l < L; l++)
+                for (int i = 0; i < hd * hd; i++)
+                    P2[l][i] = R2[l][i] + (only0 && l > 0 ? 0.0 : (sg ? -eps2 : eps2) * V2[l][i]);
+            l2[sg] = loss_at(&base, c, R1, P2, online, ids, n_seq, T, &tmp);
+        }
+        check(only0 ? "dL/dR2 (layer 0)" : "dL/dR2 (all layers)", an, (l2[0] - l2[1]) / (2 * eps2), sqrt(gs) * hd);
+    }
+    /* FP invariance: at an orthogonal point the loss does not depend on R, so the gradient has no
+     * component along the manifold: Rᵀ·dR is symmetric (to float rounding) */
+    double asym = 0, mag = 0;
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            double a = 0, b = 0;
+            for (int k = 0; k < d; k++) a += R1[k * d + i] * g.dR1[k * d + j], b += R1[k * d + j] * g.dR1[k * d + i];
+            asym = fmax(asym, fabs(a - b));
+            mag = fmax(mag, fabs(a));
+        }
+    fprintf(stderr, "# R1ᵀ·dR1 skew part %.2e of %.2e\n", asym, mag);
+    assert_true(asym <= 1e-3 * mag);
+    rb_rotgrad_free(&g);
+    rb_rotgrad_free(&tmp);
+    for (int l = 0; l < L; l++) free(R2[l]), free(P2[l]), free(V2[l]);
+    free(R2), free(P2), free(V2), free(R1), free(P1), free(V1);
+    rb_model_close(m);
+}
+
+static void test_tiny_online(void **state) {
+    (void)state;
+    run_preset("tiny", 1);
+}
+static void test_gqa_plain(void **state) {
+    (void)state;
+    run_preset("gqa", 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tiny_online),
+        cmocka_unit_test(test_gqa_plain),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
