@@ -21,6 +21,10 @@ static const char *const usage_text =
     "            [--emb-center on|off] [--cross-head on|off] [--save-rotation FILE]\n"
     "            [--o-proj auto|head|row]                (o_proj input: per head, or per row after cross-head)\n"
     "                                                    perplexity; one JSON line on stdout\n"
+    "  grad MODEL --text FILE --seqlen L --windows N --out grads.h5 [--text-range a:b]\n"
+    "            [--quant PRESET] [--rotation METHOD [--rot-opt ...] | --load-rotation FILE]\n"
+    "            [--clipped-ste] [--no-checkpoint]    (+ the rotation/calibration options of ppl)\n"
+    "                                                    training loss and dL/dR1, dL/dR2 (HDF5)\n"
     "  methods [METHOD]                                  rotation methods, status and options\n"
     "  run CONFIG.yaml [key=value|+key=value|~key ...] [--out DIR] [--resume] [--force] [--cfg]\n"
     "            [--configs DIR]                         one experiment run (results/<name>/<name>-<id>/)\n"
@@ -35,7 +39,7 @@ static const char *const usage_text =
     "  inspect MODEL                                     config, tensors, Hadamard factorizations (JSON)\n"
     "  make-model OUT --preset NAME [--seed S] [--dtype F32|F16|BF16] [--shards N]\n"
     "            [--layers N --dim D --hidden H --heads H --kv-heads K --vocab V]\n"
-    "  bench forward [--dim D --hidden H --heads H --kv-heads K --T N --reps R]\n"
+    "  bench forward|backward [--dim D --hidden H --heads H --kv-heads K --T N --reps R]\n"
     "  version\n"
     "\n"
     "MODEL is a Hugging Face directory (config.json + safetensors) or a llama2.c .bin file.\n"
@@ -51,6 +55,7 @@ int main(int argc, char **argv) {
     int sub_argc = argc - 2;
     char **sub_argv = argv + 2;
     if (!strcmp(cmd, "ppl")) return rb_cmd_ppl(sub_argc, sub_argv);
+    if (!strcmp(cmd, "grad")) return rb_cmd_grad(sub_argc, sub_argv);
     if (!strcmp(cmd, "tokenize")) return rb_cmd_tokenize(sub_argc, sub_argv);
     if (!strcmp(cmd, "logits")) return rb_cmd_logits(sub_argc, sub_argv);
     if (!strcmp(cmd, "inspect")) return rb_cmd_inspect(sub_argc, sub_argv);

@@ -1,10 +1,14 @@
 #include "methods/rb_rotgrad.h"
 
+#include <hdf5.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/rb_blas.h"
 #include "core/rb_file.h"
+#include "core/rb_h5.h"
 #include "core/rb_log.h"
 #include "model/rb_grad.h"
 #include "rotate/rb_fuse.h"
@@ -191,5 +195,60 @@ done:
     rb_free(s.wo_nc);
     rb_free(s.dwo_nc);
     rb_fused_free(&fz);
+    return rc;
+}
+
+int rb_rotgrad_save(const char *path, const rb_rotgrad *g, const int32_t *ids, const rb_rotgrad_meta *m,
+                    rb_error *err) {
+    size_t plen = strlen(path) + 16;
+    char *tmp = malloc(plen);
+    if (!tmp) return rb_error_set(err, RB_ENOMEM, "out of memory");
+    snprintf(tmp, plen, "%s.partial", path);
+    rb_h5_quiet q;
+    rb_h5_quiet_on(&q);
+    char d[256];
+    int rc = 0;
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), gg = -1, g2 = -1;
+    if (f < 0) {
+        rc = rb_error_set(err, RB_EIO, "%s: cannot create %s: %s", path, tmp, rb_h5_last_error(d, sizeof d));
+        goto done;
+    }
+    hsize_t dd[2] = {(hsize_t)g->dim, (hsize_t)g->dim}, hh[2] = {(hsize_t)g->head_dim, (hsize_t)g->head_dim};
+    hsize_t wd[2] = {(hsize_t)m->windows, (hsize_t)m->seqlen};
+    int bad = rb_h5_put_f64(f, "loss", g->loss) || rb_h5_put_str(f, "model", m->model) ||
+              rb_h5_put_str(f, "quant", m->quant) || rb_h5_put_str(f, "rotation", m->rotation) ||
+              rb_h5_put_i32(f, "seqlen", m->seqlen) || rb_h5_put_i32(f, "windows", m->windows) ||
+              rb_h5_put_i32(f, "dim", g->dim) || rb_h5_put_i32(f, "head_dim", g->head_dim) ||
+              rb_h5_put_i32(f, "n_layers", g->n_layers) || rb_h5_put_i32(f, "emb_center", m->emb_center) ||
+              rb_h5_put_str(f, "ste", m->clipped ? "clipped" : "plain") ||
+              rb_h5_put_str(f, "rotbench_version", RB_VERSION) || rb_h5_put_str(f, "blas_core", rb_blas_corename()) ||
+              rb_h5_put_i32(f, "threads", rb_blas_threads()) ||
+              rb_h5_put_dataset(f, "ids", 2, wd, H5T_STD_I32LE, H5T_NATIVE_INT32, ids);
+    if (!bad) bad = (gg = rb_h5_group(f, "grad", 1, 1)) < 0;
+    if (!bad) bad = rb_h5_put_dataset(gg, "r1", 2, dd, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, g->dR1);
+    if (!bad) bad = (g2 = rb_h5_group(gg, "r2", 1, 1)) < 0;
+    for (int l = 0; !bad && l < g->n_layers; l++) {
+        char name[16];
+        snprintf(name, sizeof name, "%d", l);
+        bad = rb_h5_put_dataset(g2, name, 2, hh, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, g->dR2[l]);
+    }
+    rb_h5_close(&g2);
+    rb_h5_close(&gg);
+    if (bad) {
+        rc = rb_error_set(err, RB_EIO, "%s: writing %s failed: %s", path, tmp, rb_h5_last_error(d, sizeof d));
+        goto done;
+    }
+    herr_t cl = H5Fclose(f); /* the final flush: a full disk shows up here */
+    f = -1;
+    if (cl < 0) {
+        rc = rb_error_set(err, RB_EIO, "%s: closing %s failed: %s", path, tmp, rb_h5_last_error(d, sizeof d));
+        goto done;
+    }
+    rc = rb_rename_durable(tmp, path, err);
+done:
+    rb_h5_close(&f);
+    if (rc) unlink(tmp);
+    rb_h5_quiet_off(&q);
+    free(tmp);
     return rc;
 }

@@ -49,4 +49,18 @@ void rb_rotgrad_free(rb_rotgrad *g);
 int rb_rotgrad_run(const rb_weights_src *base, const rb_llama_config *c, const rb_rotset *rs,
                    const rb_rotgrad_opts *o, const int32_t *ids, int n_seq, int T, rb_rotgrad *g, rb_error *err);
 
+/* What `rotbench grad` records beside the gradients. */
+typedef struct rb_rotgrad_meta {
+    const char *model, *quant, *rotation;
+    int seqlen, windows, clipped, emb_center;
+} rb_rotgrad_meta;
+
+/* Writes g and the windows ids[windows][seqlen] to `path` (through path.partial, renamed when
+ * complete): root attributes loss (mean cross-entropy, nats), model, quant, rotation, seqlen, windows,
+ * dim, head_dim, n_layers, emb_center, ste ("plain"|"clipped"), rotbench_version, blas_core,
+ * threads; datasets ids int32 [windows][seqlen], grad/r1 float64 [dim][dim], grad/r2/<layer> float64
+ * [head_dim][head_dim] (docs/results-schema.md). Errors: RB_EIO naming the file, RB_ENOMEM. */
+int rb_rotgrad_save(const char *path, const rb_rotgrad *g, const int32_t *ids, const rb_rotgrad_meta *m,
+                    rb_error *err);
+
 #endif

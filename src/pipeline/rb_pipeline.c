@@ -74,6 +74,7 @@ int rb_pipe_prepare(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
     int rc;
     if ((rc = rb_model_open(s->model_path, &p->model, err))) goto fail;
     p->cfg = *rb_model_config(p->model);
+    p->seqlen = default_seqlen(s, &p->cfg);
     if ((rc = open_tokenizer(s, p->model, &p->tok, err))) goto fail;
     if (s->text && (rc = rb_pipe_load_text(p, s->text, s->text_range, s->add_bos, err))) goto fail;
     p->base = p->src = rb_weights_from_model(p->model);

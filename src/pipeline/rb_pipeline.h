@@ -69,7 +69,7 @@ typedef struct rb_pipe {
     rb_ppl_result plain;    /* FP evaluation result */
     rb_qeval_result q;      /* quantized evaluation result */
     double seconds_rotation;
-    int seqlen;             /* evaluation window length actually used */
+    int seqlen;             /* evaluation window length (resolved by prepare) */
 } rb_pipe;
 
 /* Prepares everything up to the evaluation: model, tokenizer, tokens, calibration windows, rotation

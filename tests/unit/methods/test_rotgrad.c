@@ -9,6 +9,9 @@
 #include "model/rb_make_model.h"
 #include "model/rb_model.h"
 #include "rotate/rb_orth.h"
+#include "core/rb_h5.h"
+#include <hdf5.h>
+#include <unistd.h>
 
 /* Step relative to an entry of an orthogonal matrix (~1/√n), and the accepted relative gap: the
  * same float32-forward reasoning as test_backward.c (FD_EPS, FD_REL_TOL there). */
@@ -133,10 +136,76 @@ static void test_gqa_plain(void **state) {
     run_preset("gqa", 0);
 }
 
+/* rb_rotgrad_save: every documented field read back with the HDF5 API. */
+static void test_save_layout(void **state) {
+    (void)state;
+    rb_llama_config c = {.dim = 6, .head_dim = 2, .n_layers = 2};
+    rb_rotgrad g;
+    rb_error err = {0};
+    assert_int_equal(rb_rotgrad_init(&g, &c, &err), 0);
+    g.loss = 1.25;
+    for (int i = 0; i < 36; i++) g.dR1[i] = i * 0.5 - 3;
+    for (int l = 0; l < 2; l++)
+        for (int i = 0; i < 4; i++) g.dR2[l][i] = 10 * l + i;
+    int32_t ids[3 * 4];
+    for (int i = 0; i < 12; i++) ids[i] = 100 + i;
+    char dir[512], path[600];
+    rb_test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/grads.h5", dir);
+    rb_rotgrad_meta m = {"model-x", "W4A4KV4", "hadamard", 4, 3, 1, 1};
+    assert_int_equal(rb_rotgrad_save(path, &g, ids, &m, &err), 0);
+    hid_t f;
+    rb_h5_quiet q;
+    rb_h5_quiet_on(&q);
+    assert_int_equal(rb_h5_open_read(path, &f, &err), 0);
+    rb_h5_reader R = {.path = path, .err = &err};
+    double loss;
+    char buf[64];
+    int v;
+    assert_int_equal(rb_h5_get_f64(&R, f, "/", "loss", &loss), 0);
+    assert_true(loss == 1.25);
+    assert_int_equal(rb_h5_get_str(&R, f, "/", "ste", buf, sizeof buf), 0);
+    assert_string_equal(buf, "clipped");
+    assert_int_equal(rb_h5_get_i32(&R, f, "/", "windows", 0, 100, &v), 0);
+    assert_int_equal(v, 3);
+    hid_t ds;
+    long long want_ids[2] = {3, 4}, want_r1[2] = {6, 6}, want_r2[2] = {2, 2};
+    int32_t got_ids[12];
+    double got[36];
+    assert_int_equal(rb_h5_open_dataset(&R, f, "/ids", "ids", H5T_INTEGER, 4, 2, want_ids, &ds, NULL), 0);
+    assert_true(H5Dread(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, got_ids) >= 0);
+    rb_h5_close(&ds);
+    assert_memory_equal(got_ids, ids, sizeof ids);
+    hid_t gg, g2;
+    assert_int_equal(rb_h5_open_group(&R, f, "/grad", "grad", &gg), 0);
+    assert_int_equal(rb_h5_open_dataset(&R, gg, "/grad/r1", "r1", H5T_FLOAT, 8, 2, want_r1, &ds, NULL), 0);
+    assert_true(H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, got) >= 0);
+    rb_h5_close(&ds);
+    assert_memory_equal(got, g.dR1, 36 * sizeof(double));
+    assert_int_equal(rb_h5_open_group(&R, gg, "/grad/r2", "r2", &g2), 0);
+    assert_int_equal(rb_h5_open_dataset(&R, g2, "/grad/r2/1", "1", H5T_FLOAT, 8, 2, want_r2, &ds, NULL), 0);
+    assert_true(H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, got) >= 0);
+    rb_h5_close(&ds);
+    assert_memory_equal(got, g.dR2[1], 4 * sizeof(double));
+    rb_h5_close(&g2);
+    rb_h5_close(&gg);
+    rb_h5_close(&f);
+    rb_h5_quiet_off(&q);
+    /* an unwritable destination is an error naming the file, and leaves nothing behind */
+    char bad[700];
+    snprintf(bad, sizeof bad, "%s/missing-dir/grads.h5", dir);
+    assert_int_equal(rb_rotgrad_save(bad, &g, ids, &m, &err), RB_EIO);
+    assert_non_null(strstr(err.msg, "missing-dir/grads.h5"));
+    unlink(path);
+    rmdir(dir);
+    rb_rotgrad_free(&g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_online),
         cmocka_unit_test(test_gqa_plain),
+        cmocka_unit_test(test_save_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
