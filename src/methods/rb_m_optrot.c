@@ -23,13 +23,6 @@
 #include "methods/rb_optrot.h"
 #include "rotate/rb_orth.h"
 
-/* After every Cayley step the iterate is pulled back to orthogonality by Newton–Schulz steps
- * P ← P·(I − E/2), E = PᵀP − I (quadratic: a 1e-4 drift is at rounding level after two), until
- * max|E| ≤ this: 100× below RB_ROT_ORTH_TOL, and above the double rounding floor of PᵀP at
- * n = 8192 (~√n·1e-16 ≈ 1e-14). An SVD polar factor is the fallback should it not converge. */
-#define OPTROT_REORTH_TARGET 1e-12
-#define OPTROT_REORTH_MAX_ITERS 4
-
 extern const rb_method rb_method_optrot;
 
 static const rb_method_option opts[] = {
@@ -61,32 +54,6 @@ static const rb_method_option opts[] = {
     {NULL, NULL, NULL, NULL},
 };
 
-
-/* P [n][n] back to orthogonality (see OPTROT_REORTH_TARGET); E, T: [n][n] scratch. *drift gets
- * max|PᵀP − I| before, *after the value after. */
-static int reorth(double *P, int n, double *E, double *T, double *drift, double *after, rb_error *err) {
-    size_t nn = (size_t)n * n;
-    for (int it = 0;; it++) {
-        rb_dgemm(1, 0, n, n, n, 1.0, P, n, P, n, 0.0, E, n);
-        double e = 0;
-        for (int i = 0; i < n; i++) E[(size_t)i * n + i] -= 1.0;
-        for (size_t q = 0; q < nn; q++) e = fabs(E[q]) > e ? fabs(E[q]) : e;
-        if (it == 0) *drift = e;
-        *after = e;
-        if (e <= OPTROT_REORTH_TARGET || !isfinite(e)) break;
-        if (it == OPTROT_REORTH_MAX_ITERS) {
-            if (e <= RB_ROT_ORTH_TOL) break;
-            int rc = rb_polar(P, n, P, err);
-            if (rc) return rb_error_prefix(err, "optrot: re-orthonormalization");
-            return rb_orth_error(P, n, after, NULL, err);
-        }
-        rb_dgemm(0, 0, n, n, n, -0.5, P, n, E, n, 0.0, T, n);
-        for (size_t q = 0; q < nn; q++) P[q] += T[q];
-    }
-    if (!isfinite(*after))
-        return rb_error_set(err, RB_ENUMERIC, "optrot: the rotation became non-finite (lower rotation.options.lr)");
-    return 0;
-}
 
 typedef struct run_opts {
     int steps, init, r2_plain, train_r2, normalize, plus, cache_mib;
@@ -166,12 +133,12 @@ static double fro(const double *A, size_t n) {
 static int step_all(state *s, const run_opts *o, rb_rng *rng, double out[4], rb_error *err) {
     double drift, after;
     int rc = rb_cayley_sgd_step(&s->c1, s->R1, s->G1, o->lr, rng, err);
-    if (!rc) rc = reorth(s->R1, s->d, s->E, s->T, &drift, &after, err);
+    if (!rc) rc = rb_orth_restore(s->R1, s->d, s->E, s->T, &drift, &after, err);
     if (rc) return rc;
     out[0] = s->c1.last_alpha, out[1] = 0, out[2] = drift, out[3] = after;
     for (int l = 0; o->train_r2 && l < s->L; l++) {
         if ((rc = rb_cayley_sgd_step(&s->c2[l], s->R2[l], s->G2[l], o->lr, rng, err)) ||
-            (rc = reorth(s->R2[l], s->hd, s->E, s->T, &drift, &after, err)))
+            (rc = rb_orth_restore(s->R2[l], s->hd, s->E, s->T, &drift, &after, err)))
             return rc;
         out[1] += s->c2[l].last_alpha / s->L;
         out[2] = drift > out[2] ? drift : out[2];

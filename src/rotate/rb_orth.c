@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/rb_blas.h"
+#include "rotate/rb_rotset.h"
 
 
 void rb_orth_identity(double *M, int n) {
@@ -317,5 +318,29 @@ int rb_cayley_sgd_step(rb_cayley_sgd *s, double *P, const double *G, double lr, 
     gemm(0, 0, n, 1.0, W, X, 0.0, V); /* V ← W·X */
     s->last_alpha = alpha;
     s->steps++;
+    return 0;
+}
+
+int rb_orth_restore(double *P, int n, double *E, double *T, double *drift, double *after, rb_error *err) {
+    size_t nn = (size_t)n * n;
+    for (int it = 0;; it++) {
+        rb_dgemm(1, 0, n, n, n, 1.0, P, n, P, n, 0.0, E, n);
+        double e = 0;
+        for (int i = 0; i < n; i++) E[(size_t)i * n + i] -= 1.0;
+        for (size_t q = 0; q < nn; q++) e = fabs(E[q]) > e ? fabs(E[q]) : e;
+        if (it == 0) *drift = e;
+        *after = e;
+        if (e <= RB_ORTH_RESTORE_TARGET || !isfinite(e)) break;
+        if (it == RB_ORTH_RESTORE_MAX_ITERS) {
+            if (e <= RB_ROT_ORTH_TOL) break;
+            int rc = rb_polar(P, n, P, err);
+            if (rc) return rb_error_prefix(err, "re-orthonormalization");
+            return rb_orth_error(P, n, after, NULL, err);
+        }
+        rb_dgemm(0, 0, n, n, n, -0.5, P, n, E, n, 0.0, T, n);
+        for (size_t q = 0; q < nn; q++) P[q] += T[q];
+    }
+    if (!isfinite(*after))
+        return rb_error_set(err, RB_ENUMERIC, "the rotation became non-finite in training (lower rotation.options.lr)");
     return 0;
 }

@@ -41,6 +41,16 @@ int rb_orth_error_f(const float *R, int n, double *max_abs, double *fro, rb_erro
  * not converge). */
 int rb_polar(const double *C, int n, double *R, rb_error *err); /* C: [n][n], R: [n][n] */
 
+/* Pulls a nearly orthogonal P [n][n] back to orthogonality after an optimizer step: Newton–Schulz
+ * steps P ← P·(I − E/2), E = PᵀP − I (quadratic: a 1e-4 drift is at rounding level after two) until
+ * max|E| ≤ RB_ORTH_RESTORE_TARGET, with an SVD polar factor as the fallback after
+ * RB_ORTH_RESTORE_MAX_ITERS. E, T: [n][n] scratch. *drift gets max|PᵀP − I| before, *after the value
+ * after. Errors: RB_ENUMERIC (non-finite P), the SVD's. */
+#define RB_ORTH_RESTORE_TARGET 1e-12 /* 100× below RB_ROT_ORTH_TOL, above the double rounding floor of
+                                        PᵀP at n = 8192 (~√n·1e-16 ≈ 1e-14) */
+#define RB_ORTH_RESTORE_MAX_ITERS 4
+int rb_orth_restore(double *P, int n, double *E, double *T, double *drift, double *after, rb_error *err);
+
 /* Newton–Schulz polar iteration (METHODS §6.4): X₀ = C/‖C‖_F (+ eps·I first when eps > 0),
  * X ← 1.5·X − 0.5·X·XᵀX until ‖XᵀX − I‖_F ≤ tol or max_iter iterations; GEMM-only. Converges to
  * polar(C) when C is non-singular (slowly when σ_min/‖C‖_F is tiny). *iters (may be NULL) gets
