@@ -34,20 +34,28 @@ typedef struct fixture {
     rb_layer_weights w;
 } fixture;
 
-static void fixture_open(fixture *fx, const char *preset) {
+/* A generated model of `preset`, or (path set) an existing checkpoint. */
+static void fixture_open_path(fixture *fx, const char *preset, const char *path) {
     rb_error err = {0};
-    rb_test_tmpdir(fx->dir, sizeof fx->dir);
-    rb_make_model_opts o = {.preset = preset, .seed = 3};
-    if (rb_make_model(fx->dir, &o, &err)) fail_msg("%s", err.msg);
-    if (rb_model_open(fx->dir, &fx->m, &err)) fail_msg("%s", err.msg);
+    fx->dir[0] = 0;
+    if (!path) {
+        rb_test_tmpdir(fx->dir, sizeof fx->dir);
+        rb_make_model_opts o = {.preset = preset, .seed = 3};
+        if (rb_make_model(fx->dir, &o, &err)) fail_msg("%s", err.msg);
+        path = fx->dir;
+    }
+    if (rb_model_open(path, &fx->m, &err)) fail_msg("%s", err.msg);
     fx->c = *rb_model_config(fx->m);
     assert_int_equal(rb_layer_weights_init(&fx->w, &fx->c, &err), 0);
     assert_int_equal(rb_model_load_layer(fx->m, 0, &fx->w, &err), 0);
 }
 
+static void fixture_open(fixture *fx, const char *preset) { fixture_open_path(fx, preset, NULL); }
+
 static void fixture_close(fixture *fx) {
     rb_layer_weights_free(&fx->w);
     rb_model_close(fx->m);
+    if (!fx->dir[0]) return;
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
     if (system(cmd)) fprintf(stderr, "# could not remove %s\n", fx->dir);
@@ -100,9 +108,9 @@ static void fd_tensor(const char *what, float *p, const float *g, size_t n, rb_f
 }
 
 /* The whole layer: forward with a tape, backward, then FD for the input and every weight. */
-static void layer_fd(const char *preset, int n_seq, int T, rb_hooks *hk, const char *tag) {
+static void layer_fd_path(const char *preset, const char *path, int n_seq, int T, rb_hooks *hk, const char *tag) {
     fixture fx;
-    fixture_open(&fx, preset);
+    fixture_open_path(&fx, preset, path);
     rb_llama_config *c = &fx.c;
     rb_error err = {0};
     size_t rows = (size_t)n_seq * T, n = rows * c->dim;
@@ -143,6 +151,10 @@ static void layer_fd(const char *preset, int n_seq, int T, rb_hooks *hk, const c
     rb_backward_free(&b);
     rb_forward_free(&f);
     fixture_close(&fx);
+}
+
+static void layer_fd(const char *preset, int n_seq, int T, rb_hooks *hk, const char *tag) {
+    layer_fd_path(preset, NULL, n_seq, T, hk, tag);
 }
 
 static void test_layer_presets(void **state) {
@@ -395,10 +407,47 @@ static void test_model_fd_and_checkpointing(void **state) {
     fixture_close(&fx);
 }
 
+/* A real llama2.c checkpoint: its interleaved RoPE layout is converted on load, so the backward sees
+ * rotate_half as for HF files; the layer checks, and the whole-model loss and embedding gradient of
+ * the .bin and the HF copy of stories260K agree. */
+static void test_llama2c_layout(void **state) {
+    (void)state;
+    RB_REQUIRE_DATA(bin, "stories260K/stories260K.bin");
+    RB_REQUIRE_DATA(hf, "stories260K/hf");
+    layer_fd_path("stories260K.bin", bin, 2, 24, NULL, "llama2.c layout");
+    rb_model *m[2];
+    rb_error err = {0};
+    assert_int_equal(rb_model_open(bin, &m[0], &err), 0);
+    assert_int_equal(rb_model_open(hf, &m[1], &err), 0);
+    const rb_llama_config *c = rb_model_config(m[0]);
+    int n_seq = 2, T = 32;
+    size_t rows = (size_t)n_seq * T;
+    int32_t ids[64];
+    for (int i = 0; i < 64; i++) ids[i] = (int32_t)((i * 37 + 11) % c->vocab_size);
+    float *dh[2];
+    double loss[2];
+    for (int k = 0; k < 2; k++) {
+        dh[k] = calloc(rows * c->dim, sizeof(float));
+        sink_rec r = {c, NULL, NULL, 0, dh[k]};
+        rb_grad_sink sink = {&r, NULL, rec_embed, NULL};
+        rb_weights_src src = rb_weights_from_model(m[k]);
+        if (rb_llama_loss_grad(&src, c, ids, n_seq, T, NULL, NULL, &sink, &loss[k], &err)) fail_msg("%s", err.msg);
+    }
+    double md = 0, mx = 0;
+    for (size_t i = 0; i < rows * c->dim; i++) md = fmax(md, fabs((double)dh[0][i] - dh[1][i])), mx = fmax(mx, fabs(dh[1][i]));
+    fprintf(stderr, "# stories260K .bin vs hf: loss %.9f vs %.9f, max |d dh0| %.2e of %.2e\n", loss[0], loss[1], md, mx);
+    assert_true(fabs(loss[0] - loss[1]) < 1e-5 * loss[1]);
+    assert_true(md <= 1e-4 * mx);
+    free(dh[0]), free(dh[1]);
+    rb_model_close(m[0]);
+    rb_model_close(m[1]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layer_presets),
         cmocka_unit_test(test_layer_long),
+        cmocka_unit_test(test_llama2c_layout),
         cmocka_unit_test(test_layer_online_hooks),
         cmocka_unit_test(test_rotsite),
         cmocka_unit_test(test_hook_without_backward),
