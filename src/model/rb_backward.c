@@ -108,15 +108,21 @@ static float *saved_buf(rb_backward *b, int site, int i, rb_error *err) {
     return b->saved[site][i];
 }
 
-/* Reruns the hooks of `site` on x (the site's tensor before its hooks → after them), keeping the input
- * of each hook whose backward needs it. */
-static int replay(rb_backward *b, const rb_hooks *hk, rb_site_info *info, int site, int groups, float *x,
-                  rb_error *err) {
+/* Points info at `site` (as the forward's run_hooks does); returns the site's width. */
+static int info_at(const rb_backward *b, rb_site_info *info, int site, int groups) {
     int cols = (int)site_width(&b->cfg, site);
     info->site = site;
     info->cols = cols;
     info->n_groups = groups;
     info->group_dim = cols / groups;
+    return cols;
+}
+
+/* Reruns the hooks of `site` on x (the site's tensor before its hooks → after them), keeping the input
+ * of each hook whose backward needs it. */
+static int replay(rb_backward *b, const rb_hooks *hk, rb_site_info *info, int site, int groups, float *x,
+                  rb_error *err) {
+    int cols = info_at(b, info, site, groups);
     size_t n = (size_t)info->n_seq * info->seq_len * cols;
     for (int i = 0; hk && i < hk->n[site]; i++) {
         if (hk->needs_input[site][i]) {
@@ -136,11 +142,7 @@ static int replay(rb_backward *b, const rb_hooks *hk, rb_site_info *info, int si
 /* dx ← the gradient before the hooks of `site` (in reverse order). */
 static int site_backward(rb_backward *b, const rb_hooks *hk, rb_site_info *info, int site, int groups, float *dx,
                          rb_error *err) {
-    int cols = (int)site_width(&b->cfg, site);
-    info->site = site;
-    info->cols = cols;
-    info->n_groups = groups;
-    info->group_dim = cols / groups;
+    info_at(b, info, site, groups);
     for (int i = hk ? hk->n[site] - 1 : -1; i >= 0; i--) {
         RB_ASSERT(hk->bwd[site][i]); /* rb_hooks_check_backward ran first */
         int rc = hk->bwd[site][i](hk->ctx[site][i], info, hk->needs_input[site][i] ? b->saved[site][i] : NULL, dx,
