@@ -27,6 +27,8 @@ static const rb_method_option opts[] = {
                          "Hadamard signs); QR retractions of Cayley SGD from rotation.spinquant.cayley"},
     {"r3", "key", "on (variant had)", "online Hadamard on Q/K after RoPE (per head), active during training"},
     {"r4", "key", "on (variant had)", "online Hadamard on the down_proj input (fused into W_down), active during training"},
+    {"cross_head", "key", "off",
+     "QuaRot's cross-head Hadamard on the o_proj input (not in SpinQuant; active during training when on)"},
     {"variant", "had|no_had", "had",
      "SpinQuant_had: R3/R4 online Hadamards (for W4A4); no_had: R1/R2 only (for W4A8); rotation.r3/r4 override"},
     {"steps", "int", "100", "Cayley SGD steps (SpinQuant: 100)"},
@@ -121,7 +123,7 @@ static int state_init(sq_state *s, const rb_llama_config *c, const sq_opts *o, r
 static int iterate_set(const sq_state *s, const rb_rotset *like, rb_rotset *cur, rb_error *err) {
     int rc = rb_rotset_init(cur, like->method, like->dim, like->head_dim, like->hidden_dim, like->n_layers, err);
     if (rc) return rc;
-    cur->r3 = like->r3, cur->r4 = like->r4, cur->emb_center = like->emb_center;
+    cur->r3 = like->r3, cur->r4 = like->r4, cur->emb_center = like->emb_center, cur->cross_head = like->cross_head;
     rc = rb_rot_from_dense(s->R1, s->d, &cur->r1, err);
     for (int l = 0; !rc && l < s->L; l++) rc = rb_rot_from_dense(s->R2[l], s->hd, &cur->r2[l], err);
     if (rc) rb_rotset_free(cur);
@@ -210,6 +212,7 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
     if (rc) return rc;
     int had = o.variant == 0;
     if ((rc = rb_method_init_set(ctx, "spinquant", had, had, out, err))) return rc;
+    out->cross_head = ctx->cross_head > 0;
     /* training quantization: the run's activations/KV; weights per train_quant */
     rb_quant_cfg tq;
     int quant = ctx->quant && rb_quant_cfg_active(ctx->quant);
