@@ -35,6 +35,9 @@ static const rb_method_option opts[] = {
     {"lr", "real", "1.5", "Cayley SGD learning rate (SpinQuant: 1.5); each step is alpha = min(lr_t, 1/||W||_1)"},
     {"windows", "int", "8", "calibration windows per step (SpinQuant: 8 GPUs x batch 1), taken in order, wrapping"},
     {"seqlen", "int", "0", "tokens per training window: the first seqlen of each calibration window (0: all)"},
+    {"eval_windows", "int", "32",
+     "the training objective on the first eval_windows calibration windows (all at seqlen) before training and for the "
+     "result, logged to trace spinquant_eval (0: off); at most the calibration windows"},
     {"schedule", "cosine|constant", "cosine", "learning rate over steps: lr/2*(1+cos(pi*t/steps)) (SpinQuant), or lr"},
     {"momentum", "real", "0", "Cayley SGD momentum beta (SpinQuant: 0)"},
     {"train_quant", "auto|rtn|w16", "auto",
@@ -49,7 +52,7 @@ static const rb_method_option opts[] = {
 };
 
 typedef struct sq_opts {
-    int variant, steps, windows, seqlen, schedule, train_quant, ste, init;
+    int variant, steps, windows, seqlen, schedule, train_quant, ste, init, eval_windows;
     double lr, momentum;
 } sq_opts;
 
@@ -61,6 +64,7 @@ static int read_opts(const rb_method_ctx *ctx, sq_opts *o, rb_error *err) {
         (rc = rb_method_opt_real(ctx, m, "lr", 1e-12, 1e12, &o->lr, err)) ||
         (rc = rb_method_opt_int(ctx, m, "windows", 1, 1 << 20, &o->windows, err)) ||
         (rc = rb_method_opt_int(ctx, m, "seqlen", 0, 1 << 24, &o->seqlen, err)) ||
+        (rc = rb_method_opt_int(ctx, m, "eval_windows", 0, 1 << 20, &o->eval_windows, err)) ||
         (rc = rb_method_opt_enum(ctx, m, "schedule", &o->schedule, err)) ||
         (rc = rb_method_opt_real(ctx, m, "momentum", 0.0, 0.999999, &o->momentum, err)) ||
         (rc = rb_method_opt_enum(ctx, m, "train_quant", &o->train_quant, err)) ||
@@ -75,6 +79,7 @@ static int read_opts(const rb_method_ctx *ctx, sq_opts *o, rb_error *err) {
         return rb_error_set(err, RB_EINVAL, "rotation.options.seqlen: %d, expected 0 or 2..%d (the calibration window)",
                             o->seqlen, ctx->calib_T);
     if (o->seqlen == 0) o->seqlen = ctx->calib_T;
+    if (o->eval_windows > ctx->calib_n) o->eval_windows = ctx->calib_n;
     return 0;
 }
 
@@ -130,22 +135,36 @@ static int iterate_set(const sq_state *s, const rb_rotset *like, rb_rotset *cur,
     return rc;
 }
 
-/* Loss and gradients at the current iterate on the windows of step `step` (step < 0: step 0's). */
+/* Loss and gradients at the current iterate on n ≤ windows calibration windows from index w0 (wrapping). */
 static int eval_at(const rb_method_ctx *ctx, sq_state *s, const sq_opts *o, const rb_rotset *like,
-                   const rb_rotgrad_opts *ro, int step, rb_error *err) {
-    for (int i = 0; i < o->windows; i++) {
-        long w = ((long)(step < 0 ? 0 : step) * o->windows + i) % ctx->calib_n;
+                   const rb_rotgrad_opts *ro, long w0, int n, rb_error *err) {
+    for (int i = 0; i < n; i++) {
+        long w = (w0 + i) % ctx->calib_n;
         memcpy(s->ids + (size_t)i * o->seqlen, ctx->calib + (size_t)w * ctx->calib_T, sizeof(int32_t) * o->seqlen);
     }
     rb_rotset cur;
     int rc = iterate_set(s, like, &cur, err);
     if (rc) return rc;
-    rc = rb_rotgrad_run(ctx->src, ctx->cfg, &cur, ro, s->ids, o->windows, o->seqlen, &s->g, err);
+    rc = rb_rotgrad_run(ctx->src, ctx->cfg, &cur, ro, s->ids, n, o->seqlen, &s->g, err);
     rb_rotset_free(&cur);
     if (!rc && !isfinite(s->g.loss))
-        rc = rb_error_set(err, RB_ENUMERIC, "spinquant: loss became %g at step %d (lower rotation.options.lr)", s->g.loss,
-                          step);
+        rc = rb_error_set(err, RB_ENUMERIC, "spinquant: loss became %g at windows %ld.. (lower rotation.options.lr)",
+                          s->g.loss, w0);
     return rc;
+}
+
+/* Mean loss over the first eval_windows calibration windows, in chunks of `windows`. */
+static int eval_loss(const rb_method_ctx *ctx, sq_state *s, const sq_opts *o, const rb_rotset *like,
+                     const rb_rotgrad_opts *ro, double *loss, rb_error *err) {
+    double sum = 0;
+    for (int w0 = 0; w0 < o->eval_windows; w0 += o->windows) {
+        int n = o->eval_windows - w0 < o->windows ? o->eval_windows - w0 : o->windows;
+        int rc = eval_at(ctx, s, o, like, ro, w0, n, err);
+        if (rc) return rc;
+        sum += s->g.loss * n;
+    }
+    *loss = sum / o->eval_windows;
+    return 0;
 }
 
 static double fro(const double *a, size_t n) {
@@ -158,20 +177,32 @@ static double fro(const double *a, size_t n) {
  * windows at the iterate before its update); lr (this step's scheduled rate); alpha, alpha_r2 (the
  * Cayley step actually taken: min(lr, 1/‖W‖₁), R1 and mean over the R2); orth_drift (max over the
  * matrices before re-orthonormalization), orth_err (after); grad_r1, grad_r2 (Frobenius norms);
- * seconds since the start. Row `steps`: the result's loss on step 0's windows (compare row 0). */
+ * seconds since the start. Row `steps`: the result's loss on step 0's windows (compare row 0).
+ * Trace /calibration/spinquant_eval (eval_windows > 0): rows step 0 and step `steps`, the mean loss
+ * over the first eval_windows calibration windows at the initialization and at the result — the same
+ * windows, so the pair is the training effect without the window-to-window spread of the steps. */
 static int train(const rb_method_ctx *ctx, const sq_opts *o, const rb_rotgrad_opts *ro, const rb_rotset *like,
                  sq_state *s, rb_error *err) {
     rb_trace_table *tab = NULL;
     int rc = rb_trace_table_new(ctx->trace, "spinquant",
                                 "step,loss,lr,alpha,alpha_r2,orth_drift,orth_err,grad_r1,grad_r2,seconds", &tab, err);
     if (rc) return rc;
+    rb_trace_table *ev = NULL;
+    double e0 = NAN, e1 = NAN;
+    if (o->eval_windows > 0) {
+        if ((rc = rb_trace_table_new(ctx->trace, "spinquant_eval", "step,loss,windows", &ev, err)) ||
+            (rc = eval_loss(ctx, s, o, like, ro, &e0, err)))
+            return rc;
+        double row[] = {0, e0, o->eval_windows};
+        if ((rc = rb_trace_row(ev, row, err))) return rc;
+    }
     rb_rng rng;
     rb_rng_seed(&rng, ctx->seed, "rotation.spinquant.cayley");
     double t0 = rb_now(), loss0 = NAN;
     int every = o->steps >= 10 ? o->steps / 10 : 1;
     for (int it = 0; it <= o->steps; it++) {
         int last = it == o->steps;
-        if ((rc = eval_at(ctx, s, o, like, ro, last ? -1 : it, err))) return rc;
+        if ((rc = eval_at(ctx, s, o, like, ro, last ? 0 : (long)it * o->windows, o->windows, err))) return rc;
         if (it == 0) loss0 = s->g.loss;
         double lr = o->schedule == 0 ? 0.5 * o->lr * (1.0 + cos(M_PI * it / (o->steps > 0 ? o->steps : 1))) : o->lr;
         double st[4] = {0, 0, 0, 0}, g2 = 0;
@@ -201,6 +232,14 @@ static int train(const rb_method_ctx *ctx, const sq_opts *o, const rb_rotgrad_op
                     st[0], g1, rb_now() - t0);
         if (rb_interrupted())
             return rb_error_set(err, RB_EINTERRUPTED, "spinquant: interrupted at step %d of %d", it, o->steps);
+    }
+    if (o->eval_windows > 0) {
+        if ((rc = eval_loss(ctx, s, o, like, ro, &e1, err))) return rc;
+        double row[] = {o->steps, e1, o->eval_windows};
+        if ((rc = rb_trace_row(ev, row, err))) return rc;
+        rb_info("spinquant: training objective on the first %d calibration windows: %.6g at the initialization, "
+                "%.6g for the result (%.4f of it)",
+                o->eval_windows, e0, e1, e1 / e0);
     }
     return 0;
 }
