@@ -3,9 +3,12 @@
 docs/results-stories260K.md).
 
   scripts/seed_table.py DIR [--metric ppl|kl] [--by order|batch|samples] [--rotbench PATH]
+  scripts/seed_table.py DIR --paired BASELINE [--metric ppl|kl]
 
 Rows are method labels (with --by: calibration order / batch / samples, one column pair per
-method); columns are the quantization settings ("W4A4KV4 GPTQ"). Reads `rotbench export DIR --csv`
+method); columns are the quantization settings ("W4A4KV4 GPTQ"). --paired BASELINE: per method,
+the mean ± sd over seeds of (method − BASELINE) on the same seed and setting (runs of one seed share
+calibration windows), and how many seeds it is negative. Reads `rotbench export DIR --csv`
 and, for --by, each run's config.yaml. Python standard library only."""
 import argparse
 import collections
@@ -36,11 +39,14 @@ def main():
     ap.add_argument("--metric", default="ppl", choices=["ppl", "kl"])
     ap.add_argument("--by", choices=["order", "batch", "samples"])
     ap.add_argument("--rotbench", default="build/rotbench")
+    ap.add_argument("--paired", metavar="BASELINE")
     a = ap.parse_args()
     out = subprocess.run([a.rotbench, "export", a.dir, "--csv"], capture_output=True, text=True)
     if out.returncode:
         sys.exit(out.stderr.strip())
     rows = [r for r in csv.DictReader(out.stdout.splitlines()) if r["status"] == "done"]
+    if a.paired:
+        return paired(rows, a.paired, a.metric)
     cells = collections.defaultdict(list)
     methods, settings, keys = [], [], []
     for r in rows:
@@ -60,6 +66,25 @@ def main():
     print("|---" * (len(cols) + 1) + "|")
     for k in keys:
         print("| %s | %s |" % (k, " | ".join(fmt(cells[(k, c)], a.metric) for c in cols)))
+
+
+def paired(rows, base, metric):
+    val = {(r["method"], r["quant"] + " " + r["w_algo"].upper(), r["seed"]): float(r[metric]) for r in rows}
+    settings = list(dict.fromkeys(k[1] for k in val))
+    methods = [m for m in dict.fromkeys(k[0] for k in val) if m != base]
+    f = "%+.3f" if metric == "kl" else "%+.2f"
+    print("| %s − %s | %s |" % (metric, base, " | ".join(settings)))
+    print("|---" * (len(settings) + 1) + "|")
+    for m in methods:
+        cells = []
+        for st in settings:
+            d = [v - val[(base, st, sd)] for (mm, ss, sd), v in val.items() if mm == m and ss == st and (base, st, sd) in val]
+            if not d:
+                cells.append("—")
+                continue
+            sdv = (" ± " + f % statistics.stdev(d)).replace("+", "") if len(d) > 1 else ""
+            cells.append("%s%s (%d/%d seeds lower)" % (f % statistics.mean(d), sdv, sum(x < 0 for x in d), len(d)))
+        print("| %s | %s |" % (m, " | ".join(cells)))
 
 
 if __name__ == "__main__":
