@@ -1,6 +1,7 @@
 #include "model/rb_backward.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/rb_blas.h"
@@ -69,11 +70,14 @@ int rb_backward_init(rb_backward *b, const rb_llama_config *c, int max_T, int ma
 int rb_hooks_check_backward(const rb_hooks *hk, int layer, rb_error *err) {
     for (int s = 0; hk && s < RB_SITE_COUNT; s++)
         for (int i = 0; i < hk->n[s]; i++)
-            if (!hk->bwd[s][i])
+            if (!hk->bwd[s][i]) {
+                char where[32] = "";
+                if (layer >= 0) snprintf(where, sizeof where, "layer %d, ", layer);
                 return rb_error_set(err, RB_EUNSUPPORTED,
-                                    "backward: layer %d, site %s: hook %d of %d has no backward (this transform "
-                                    "cannot be trained through)",
-                                    layer, rb_site_name(s), i + 1, hk->n[s]);
+                                    "backward: %ssite %s: hook %d of %d has no backward (this transform cannot be "
+                                    "trained through)",
+                                    where, rb_site_name(s), i + 1, hk->n[s]);
+            }
     return 0;
 }
 

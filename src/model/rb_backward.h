@@ -41,8 +41,8 @@ void rb_backward_free(rb_backward *b);
 /* Bytes of rb_backward_init's scratch (hook-input copies, allocated on demand, not included). */
 size_t rb_backward_bytes(const rb_llama_config *c, int max_T, int max_rows);
 
-/* 0 when every hook of hk has a backward; RB_EUNSUPPORTED naming layer `layer`, the site and the hook
- * position otherwise. */
+/* 0 when every hook of hk has a backward; RB_EUNSUPPORTED naming layer `layer` (< 0: every layer,
+ * not named), the site and the hook position otherwise. */
 int rb_hooks_check_backward(const rb_hooks *hk, int layer, rb_error *err);
 
 /* Backward of the layer forward recorded in tape t (weights w, hooks hk as in that forward; f

@@ -166,7 +166,7 @@ int rb_llama_loss_grad(const rb_weights_src *src, const rb_llama_config *c, cons
     RB_ASSERT(T >= 2 && n_seq > 0);
     rb_grad_opts dflt = {0};
     if (!o) o = &dflt;
-    int rc = rb_hooks_check_backward(hooks, 0, err);
+    int rc = rb_hooks_check_backward(hooks, -1, err); /* the same hooks run in every layer */
     if (rc) return rc;
     grad_state g;
     size_t bytes = 0;
