@@ -7,6 +7,6 @@ static const rb_method_option opts[] = {{NULL, NULL, NULL, NULL}};
 
 const rb_method rb_method_respinquant = {
     .name = "respinquant",
-    .status = "not implemented (needs gradients through the quantized model: the backward engine of issue 11)",
+    .status = "not implemented (issue 12: the backward engine it trains through exists; the per-layer rotations, low-rank junction transforms and their hook sites do not)",
     .description = "ReSpinQuant: layer-wise rotations with low-rank residual-basis corrections",
     .options = opts};

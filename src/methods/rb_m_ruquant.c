@@ -20,7 +20,8 @@
  * 23 GB: use pseudo_sequence (RUQuant's own setting, 180 MB) there.
  *
  * Stage 2 (fine-tuning the four Householder vectors per layer on the block output MSE with AdamW)
- * is not implemented: it needs gradients through a decoder layer, which this harness lacks. */
+ * is not implemented (issue 12): the layer backward exists (model/rb_backward.h), the RUQuant site
+ * transform's backward and the AdamW loop do not. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,11 +335,9 @@ done:
 
 const rb_method rb_method_ruquant = {
     .name = "ruquant",
-    .status = "stage 1 done; stage 2 (Householder fine-tuning on block output MSE) not implemented: needs gradients through a "
-    "decoder layer",
+    .status = "stage 1 done; stage 2 (Householder fine-tuning on block output MSE) not implemented (issue 12)",
     .description = "RUQuant stage 1: per layer and linear input, SmoothQuant scaling and block Householder+Givens maps toward "
     "uniform targets (zig-zag permutation between two block rotations, one global Householder), online; Hadamard "
-    "on Q/K. Stage 2 (Householder fine-tuning on block output MSE) not implemented: needs gradients through a "
-    "decoder layer",
+    "on Q/K. Stage 2 (Householder fine-tuning on block output MSE) not implemented (issue 12)",
     .options = opts,
     .calibrate = calibrate};
