@@ -145,8 +145,8 @@ int rb_rotgrad_run(const rb_weights_src *base, const rb_llama_config *c, const r
             for (int k = 0; k < RB_RUQ_NSITES; k++)
                 if (rs->ruq[l][k])
                     return rb_error_set(err, RB_EUNSUPPORTED,
-                                        "gradients: rotation set '%s' holds RUQuant transforms (layer %d, %s), whose "
-                                        "online transform has no backward",
+                                        "gradients: rotation set '%s' holds RUQuant transforms (layer %d, %s): the "
+                                        "chain rule into R1/R2 through their fused diag(s)*A is not derived",
                                         rs->method, l, rb_ruq_site_name(k));
     rb_fused fz;
     int rc = rb_fused_init(&fz, base, c, rs, err);

@@ -44,8 +44,8 @@ void rb_rotgrad_free(rb_rotgrad *g);
 
 /* Loss and gradients of windows ids[n_seq*T] (T ≥ 2) for the model `base` (unprepared, as
  * rb_fused_init takes it; config c) under rotation set rs (NULL = no rotation: gradients at the
- * identity). A set with RUQuant transforms is refused (RB_EUNSUPPORTED: their online transform has no
- * backward). Errors: as rb_llama_loss_grad and rb_fused_init. */
+ * identity). A set with RUQuant transforms is refused (RB_EUNSUPPORTED: the chain rule through their
+ * fused diag(s)·A is not derived; the engine itself differentiates through their online maps). Errors: as rb_llama_loss_grad and rb_fused_init. */
 int rb_rotgrad_run(const rb_weights_src *base, const rb_llama_config *c, const rb_rotset *rs,
                    const rb_rotgrad_opts *o, const int32_t *ids, int n_seq, int T, rb_rotgrad *g, rb_error *err);
 

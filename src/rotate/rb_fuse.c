@@ -357,6 +357,14 @@ int rb_hook_ruq(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
     return rc;
 }
 
+int rb_hook_ruq_bwd(void *ctx, const rb_site_info *in, const float *x_in, float *dx, rb_error *err) {
+    (void)x_in;
+    int rc;
+    const rb_ruq_site *q = ruq_site_for(ctx, in, &rc, err);
+    if (q) rb_ruq_apply_act_t_f(q, dx, (size_t)in->n_seq * in->seq_len, ((rb_fused *)ctx)->ruq_tmp, q->scale_fused);
+    return rc;
+}
+
 int rb_hook_ruq_inverse(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
     int rc;
     const rb_ruq_site *q = ruq_site_for(ctx, in, &rc, err);
@@ -375,6 +383,6 @@ void rb_fused_add_online_hooks(rb_fused *f, rb_hooks *hk) {
      * whenever the set can hold RUQuant transforms, since calibration fills it afterwards. */
     if (f->rs && f->rs->ruq) {
         static const int sites[RB_RUQ_NSITES] = {RB_SITE_ATTN_IN, RB_SITE_O_IN, RB_SITE_MLP_IN, RB_SITE_DOWN_IN};
-        for (int k = 0; k < RB_RUQ_NSITES; k++) rb_hooks_add(hk, sites[k], rb_hook_ruq, f);
+        for (int k = 0; k < RB_RUQ_NSITES; k++) rb_hooks_add_bwd(hk, sites[k], rb_hook_ruq, rb_hook_ruq_bwd, 0, f);
     }
 }

@@ -60,6 +60,10 @@ int rb_had_cross_rows(const rb_had *h, float *x, size_t rows, int nh, int hd, in
  * Errors: RB_ENOMEM (scratch). */
 int rb_hook_ruq(void *ctx, const rb_site_info *in, float *x, rb_error *err);
 
+/* Its backward (rb_hook_bwd_fn): dx ← (dx·Aᵀ)/s (dx·Aᵀ when the site's scale is fused), the transpose
+ * of the online map; the transform's own parameters are not differentiated here. */
+int rb_hook_ruq_bwd(void *ctx, const rb_site_info *in, const float *x_in, float *dx, rb_error *err);
+
 /* The inverse of rb_hook_ruq (ctx: rb_fused *): maps a site tensor in the basis it is quantized in
  * back to the model's basis (RUQuant's A undone and its smoothing multiplied back), so quantization
  * errors of RUQuant runs are measured where other methods' are (their online maps are orthogonal and
@@ -68,8 +72,8 @@ int rb_hook_ruq_inverse(void *ctx, const rb_site_info *in, float *x, rb_error *e
 
 /* Appends the online transforms (R3 at q and k, R4 at down_in, QuaRot's cross-head at o_in, then
  * RUQuant's at attn_in, o_in, mlp_in, down_in when rs holds RUQuant transforms) to hk. Must run
- * before any quantization hook at those sites. The Hadamard hooks carry their backwards (transposes);
- * RUQuant's has none (the backward refuses its sites). */
+ * before any quantization hook at those sites. Every online hook carries its backward (the transpose
+ * of its map). */
 void rb_fused_add_online_hooks(rb_fused *f, rb_hooks *hk);
 
 #endif

@@ -239,7 +239,9 @@ void rb_ruq_apply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp,
     }
 }
 
-void rb_ruq_unapply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp) {
+/* X ← (X·Aᵀ)·diag(s^pow) for pow = +1 (the inverse), −1 (the transpose of x ↦ (x/s)·A: its backward)
+ * or 0 (the transpose of x ↦ x·A). */
+static void act_transposed(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int pow) {
     int n = s->n, B = s->block;
     size_t nb = (size_t)(n / B), slab = RUQ_MAX_GEMM_ROWS / nb > 0 ? RUQ_MAX_GEMM_ROWS / nb : 1;
     int has_hh = !is_zero(s->hh, n);
@@ -264,7 +266,18 @@ void rb_ruq_unapply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tm
     for (size_t r = 0; r < rows; r++) {
         float *x = X + r * n;
         const float *t = tmp + r * n;
-        for (int j = 0; j < n; j++) x[j] = t[j] / s->inv_scale_f[j];
+        if (pow > 0)
+            for (int j = 0; j < n; j++) x[j] = t[j] / s->inv_scale_f[j];
+        else if (pow < 0)
+            for (int j = 0; j < n; j++) x[j] = t[j] * s->inv_scale_f[j];
+        else
+            memcpy(x, t, sizeof(float) * n);
     }
+}
+
+void rb_ruq_unapply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp) { act_transposed(s, X, rows, tmp, 1); }
+
+void rb_ruq_apply_act_t_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int skip_scale) {
+    act_transposed(s, X, rows, tmp, skip_scale ? 0 : -1);
 }
 

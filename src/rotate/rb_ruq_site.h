@@ -81,6 +81,9 @@ void rb_ruq_apply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp,
  * placement (statistics: the error a quantizer makes after the transform, seen where the model is
  * comparable with other methods'). tmp: [rows][n] scratch. */
 void rb_ruq_unapply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp);
+/* The transpose of rb_ruq_apply_act_f (its backward), in fp32: X[rows][n] ← (X · Aᵀ) / s, or X · Aᵀ
+ * with skip_scale. tmp: [rows][n] scratch. */
+void rb_ruq_apply_act_t_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int skip_scale);
 /* The same in double (tests, calibration): X[rows][n] ← (X / s) · A. tmp: [rows][n] scratch. */
 void rb_ruq_apply_act_d(const rb_ruq_site *s, double *X, size_t rows, double *tmp);
 

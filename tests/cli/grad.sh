@@ -29,7 +29,7 @@ out3=$("$RB" grad "$TMP/m" --text "$TMP/text.txt" --seqlen 64 --windows 3 --quan
 expect_fail "--out is required" 2 "grad: --out FILE is required" "$RB" grad "$TMP/m" "${common[@]}"
 expect_fail "GPTQ has no gradient" 2 "GPTQ has no gradient" \
   "$RB" grad "$TMP/m" "${common[@]}" --w-algo gptq --calib "$TMP/text.txt" --out "$TMP/x.h5"
-expect_fail "RUQuant's online transform has no backward" 2 "holds RUQuant transforms \\(layer 0, attn_in\\)|no backward" \
+expect_fail "grad refuses RUQuant sets (chain rule into R1/R2 not derived)" 2 "holds RUQuant transforms \\(layer 0, attn_in\\): the chain rule" \
   "$RB" grad "$TMP/m" --text "$TMP/text.txt" --seqlen 64 --windows 2 --quant W4A4KV4 --rotation ruquant \
   --calib "$TMP/text.txt" --calib-samples 4 --out "$TMP/x.h5"
 expect_fail "unwritable output names the file" 2 "nodir/g.h5" "$RB" grad "$TMP/m" "${common[@]}" --out "$TMP/nodir/g.h5"

@@ -17,6 +17,7 @@
 #include "rotate/rb_fuse.h"
 #include "rotate/rb_orth.h"
 #include "rotate/rb_rotsite.h"
+#include "rotate/rb_ruq_site.h"
 
 /* Step of the central differences, relative to the RMS of the perturbed tensor: the truncation
  * error is O(ε²) ≈ 1e-5 relative, and float32 rounding of the loss (≈ 1e-7 · √N relative over N
@@ -246,6 +247,51 @@ static void test_rotsite(void **state) {
     fixture_close(&fx);
 }
 
+/* RUQuant's online transforms x ← (x/s)·A at attn_in and x·A (scale fused) at down_in: their
+ * backward (the transpose) through a whole layer. */
+static void test_ruq_hooks(void **state) {
+    (void)state;
+    fixture fx;
+    fixture_open(&fx, "tiny");
+    const rb_llama_config *c = &fx.c;
+    rb_error err = {0};
+    rb_rng rng;
+    rb_rng_seed(&rng, 8, "test.ruq");
+    rb_rotset rs;
+    assert_int_equal(rb_rotset_init(&rs, "test", c->dim, c->head_dim, c->hidden_dim, c->n_layers, &err), 0);
+    assert_int_equal(rb_rotset_ruq_alloc(&rs, &err), 0);
+    static const int kinds[2] = {RB_RUQ_QKV, RB_RUQ_DOWN};
+    for (int i = 0; i < 2; i++) {
+        int n = kinds[i] == RB_RUQ_DOWN ? c->hidden_dim : c->dim, B = 16;
+        rb_ruq_site *q;
+        assert_int_equal(rb_ruq_site_alloc(n, B, &q, &err), 0);
+        assert_int_equal(rb_orth_random(&rng, B, q->blk0, &err), 0);
+        assert_int_equal(rb_orth_random(&rng, B, q->blk1, &err), 0);
+        for (int j = n - 1; j > 0; j--) { /* Fisher–Yates */
+            int k = (int)rb_rng_below(&rng, (uint64_t)j + 1);
+            int32_t t = q->perm[j];
+            q->perm[j] = q->perm[k], q->perm[k] = t;
+        }
+        double nn = 0;
+        rb_rng_gauss_d(&rng, q->hh, (size_t)n, 0.0, 1.0);
+        for (int j = 0; j < n; j++) nn += q->hh[j] * q->hh[j];
+        for (int j = 0; j < n; j++) q->hh[j] /= sqrt(nn), q->scale[j] = 0.5 + 1.5 * rb_rng_uniform(&rng);
+        q->scale_fused = kinds[i] == RB_RUQ_DOWN;
+        assert_int_equal(rb_ruq_site_check(q, &err), 0);
+        rs.ruq[0][kinds[i]] = q;
+    }
+    rb_weights_src base = rb_weights_from_model(fx.m);
+    rb_fused fz;
+    if (rb_fused_init(&fz, &base, c, &rs, &err)) fail_msg("%s", err.msg);
+    rb_hooks hk;
+    rb_hooks_init(&hk);
+    rb_fused_add_online_hooks(&fz, &hk);
+    layer_fd("tiny", 2, 20, &hk, "RUQuant online transforms (attn_in with s, down_in fused s)");
+    rb_fused_free(&fz);
+    rb_rotset_free(&rs);
+    fixture_close(&fx);
+}
+
 static int no_bwd_hook(void *ctx, const rb_site_info *in, float *x, rb_error *err) {
     (void)ctx, (void)in, (void)x, (void)err;
     return 0;
@@ -450,6 +496,7 @@ int main(void) {
         cmocka_unit_test(test_llama2c_layout),
         cmocka_unit_test(test_layer_online_hooks),
         cmocka_unit_test(test_rotsite),
+        cmocka_unit_test(test_ruq_hooks),
         cmocka_unit_test(test_hook_without_backward),
         cmocka_unit_test(test_ste),
         cmocka_unit_test(test_model_fd_and_checkpointing),
