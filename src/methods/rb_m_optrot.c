@@ -133,13 +133,13 @@ static double fro(const double *A, size_t n) {
 static int step_all(state *s, const run_opts *o, rb_rng *rng, double out[4], rb_error *err) {
     double drift, after;
     int rc = rb_cayley_sgd_step(&s->c1, s->R1, s->G1, o->lr, rng, err);
-    if (!rc) rc = rb_orth_restore(s->R1, s->d, s->E, s->T, &drift, &after, err);
     if (rc) return rc;
+    if ((rc = rb_orth_restore(s->R1, s->d, s->E, s->T, &drift, &after, err))) return rb_error_prefix(err, "optrot");
     out[0] = s->c1.last_alpha, out[1] = 0, out[2] = drift, out[3] = after;
     for (int l = 0; o->train_r2 && l < s->L; l++) {
-        if ((rc = rb_cayley_sgd_step(&s->c2[l], s->R2[l], s->G2[l], o->lr, rng, err)) ||
-            (rc = rb_orth_restore(s->R2[l], s->hd, s->E, s->T, &drift, &after, err)))
-            return rc;
+        if ((rc = rb_cayley_sgd_step(&s->c2[l], s->R2[l], s->G2[l], o->lr, rng, err))) return rc;
+        if ((rc = rb_orth_restore(s->R2[l], s->hd, s->E, s->T, &drift, &after, err)))
+            return rb_error_prefix(err, "optrot");
         out[1] += s->c2[l].last_alpha / s->L;
         out[2] = drift > out[2] ? drift : out[2];
         out[3] = after > out[3] ? after : out[3];
