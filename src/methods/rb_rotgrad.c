@@ -36,12 +36,12 @@ void rb_rotgrad_free(rb_rotgrad *g) {
 }
 
 /* The fused model with RTN-quantized weights for the forward, keeping the unquantized fused layer
- * for the chain rule. */
+ * for the chain rule (when weights are not quantized the engine's own layer is that layer). */
 typedef struct rg_state {
     const rb_llama_config *c;
     rb_weights_src fused;
     const rb_qspec *wspec;  /* NULL: weights not quantized */
-    rb_layer_weights fp;    /* the last loaded layer, fused and unquantized */
+    rb_layer_weights fp;    /* the last loaded layer, fused and unquantized (only with wspec) */
     int fp_layer;
     const rb_had *ch;       /* cross-head transform (NULL: none) */
     double *M1;             /* [d][d] */
@@ -55,11 +55,11 @@ static int rg_load(void *ctx, int l, rb_layer_weights *w, rb_error *err) {
     int rc = s->fused.load_layer(s->fused.ctx, l, w, err);
     if (rc) return rc;
     const rb_llama_config *c = s->c;
-    for (int lin = 0; lin < RB_LIN_COUNT; lin++) {
+    for (int lin = 0; s->wspec && lin < RB_LIN_COUNT; lin++) {
         int r, k;
         float *m = rb_layer_linear(w, c, lin, &r, &k), *keep = rb_layer_linear(&s->fp, c, lin, &r, &k);
         memcpy(keep, m, sizeof(float) * (size_t)r * k);
-        if (s->wspec && (rc = rb_quant_fake(s->wspec, m, r, k, 0, err))) return rc;
+        if ((rc = rb_quant_fake(s->wspec, m, r, k, 0, err))) return rc;
     }
     s->fp_layer = l;
     return 0;
@@ -85,24 +85,24 @@ static void acc_gemm(rg_state *s, double *M, int n, int ta, int tb, int K, const
 }
 
 static int rg_layer(void *ctx, int l, const rb_layer_weights *w, const rb_layer_weights *dw, rb_error *err) {
-    (void)w;
     rg_state *s = ctx;
     const rb_llama_config *c = s->c;
     RB_ASSERT(s->fp_layer == l); /* the engine loads a layer right before handing its gradients over */
+    const rb_layer_weights *fp = s->wspec ? &s->fp : w; /* W', the fused unquantized weights */
     int d = c->dim, hd = c->head_dim, qd = c->n_heads * hd;
     static const int readers[] = {RB_LIN_Q, RB_LIN_K, RB_LIN_V, RB_LIN_GATE, RB_LIN_UP};
     for (int i = 0; i < 5; i++) {
         int r, k;
-        const float *W = rb_layer_linear(&s->fp, c, readers[i], &r, &k), *G = rb_layer_linear(dw, c, readers[i], &r, &k);
+        const float *W = rb_layer_linear(fp, c, readers[i], &r, &k), *G = rb_layer_linear(dw, c, readers[i], &r, &k);
         acc_gemm(s, s->M1, d, 1, 0, r, W, k, G, k); /* W'ᵀ·dW' */
     }
-    acc_gemm(s, s->M1, d, 0, 1, qd, s->fp.wo, qd, dw->wo, qd);                       /* Wo'·dWo'ᵀ */
-    acc_gemm(s, s->M1, d, 0, 1, c->hidden_dim, s->fp.w_down, c->hidden_dim, dw->w_down, c->hidden_dim);
+    acc_gemm(s, s->M1, d, 0, 1, qd, fp->wo, qd, dw->wo, qd);                       /* Wo'·dWo'ᵀ */
+    acc_gemm(s, s->M1, d, 0, 1, c->hidden_dim, fp->w_down, c->hidden_dim, dw->w_down, c->hidden_dim);
     for (int h = 0; h < c->n_kv_heads; h++) /* Wv'_h·dWv'_hᵀ */
-        acc_gemm(s, s->M2[l], hd, 0, 1, d, s->fp.wv + (size_t)h * hd * d, d, dw->wv + (size_t)h * hd * d, d);
-    const float *wo = s->fp.wo, *dwo = dw->wo;
+        acc_gemm(s, s->M2[l], hd, 0, 1, d, fp->wv + (size_t)h * hd * d, d, dw->wv + (size_t)h * hd * d, d);
+    const float *wo = fp->wo, *dwo = dw->wo;
     if (s->ch) { /* W_o' = W_o''·(C ⊗ I): take C off both (orthogonal, so the gradient maps the same way) */
-        memcpy(s->wo_nc, s->fp.wo, sizeof(float) * (size_t)d * qd);
+        memcpy(s->wo_nc, fp->wo, sizeof(float) * (size_t)d * qd);
         memcpy(s->dwo_nc, dw->wo, sizeof(float) * (size_t)d * qd);
         if (rb_had_cross_rows(s->ch, s->wo_nc, (size_t)d, c->n_heads, hd, 1) ||
             rb_had_cross_rows(s->ch, s->dwo_nc, (size_t)d, c->n_heads, hd, 1))
@@ -174,7 +174,7 @@ int rb_rotgrad_run(const rb_weights_src *base, const rb_llama_config *c, const r
         rc = rb_error_set(err, RB_ENOMEM, "rotation gradients: out of memory");
         goto done;
     }
-    if ((rc = rb_layer_weights_init(&s.fp, c, err))) goto done;
+    if (s.wspec && (rc = rb_layer_weights_init(&s.fp, c, err))) goto done;
     rb_hooks hk;
     rb_hooks_init(&hk);
     rb_fused_add_online_hooks(&fz, &hk);

@@ -179,7 +179,7 @@ int rb_llama_loss_grad(const rb_weights_src *src, const rb_llama_config *c, cons
     float *h = g.dh; /* the running hidden states (dh is free until the head) */
     memcpy(h, h_at(&g, 0), g.rows * d * sizeof(float));
     for (int l = 0; l < g.L; l++) {
-        if (!o->no_checkpoint) memcpy(h_at(&g, l), h, g.rows * d * sizeof(float));
+        if (!o->no_checkpoint && l > 0) memcpy(h_at(&g, l), h, g.rows * d * sizeof(float)); /* h0 is there */
         if ((rc = src->load_layer(src->ctx, l, &g.w, err))) goto done;
         for (int sb = 0; sb < g.n_sub; sb++) {
             int s0 = sb * g.per, ns = n_seq - s0 < g.per ? n_seq - s0 : g.per;
