@@ -11,7 +11,6 @@
 #include "rotate/rb_orth.h"
 #include "core/rb_h5.h"
 #include <hdf5.h>
-#include <unistd.h>
 
 /* Step relative to an entry of an orthogonal matrix (~1/√n), and the accepted relative gap: the
  * same float32-forward reasoning as test_backward.c (FD_EPS, FD_REL_TOL there). */
@@ -56,9 +55,10 @@ static void check(const char *what, double an, double fd, double scale) {
     if (rel > FD_REL_TOL) fail_msg("%s: analytic %.8g vs finite difference %.8g", what, an, fd);
 }
 
-static void run_preset(const char *preset, int online) {
-    char dir[512];
-    rb_test_tmpdir(dir, sizeof dir);
+/* The model goes to root/<preset> (root: the test's temporary directory, removed by its teardown). */
+static void run_preset(const char *root, const char *preset, int online) {
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/%s", root, preset);
     rb_make_model_opts mo = {.preset = preset, .seed = 2};
     rb_error err = {0};
     assert_int_equal(rb_make_model(dir, &mo, &err), 0);
@@ -127,18 +127,12 @@ static void run_preset(const char *preset, int online) {
     rb_model_close(m);
 }
 
-static void test_tiny_online(void **state) {
-    (void)state;
-    run_preset("tiny", 1);
-}
-static void test_gqa_plain(void **state) {
-    (void)state;
-    run_preset("gqa", 0);
-}
+static void test_tiny_online(void **state) { run_preset(((rb_test_dir_fixture *)*state)->dir, "tiny", 1); }
+static void test_gqa_plain(void **state) { run_preset(((rb_test_dir_fixture *)*state)->dir, "gqa", 0); }
 
 /* rb_rotgrad_save: every documented field read back with the HDF5 API. */
 static void test_save_layout(void **state) {
-    (void)state;
+    const char *dir = ((rb_test_dir_fixture *)*state)->dir;
     rb_llama_config c = {.dim = 6, .head_dim = 2, .n_layers = 2};
     rb_rotgrad g;
     rb_error err = {0};
@@ -149,8 +143,7 @@ static void test_save_layout(void **state) {
         for (int i = 0; i < 4; i++) g.dR2[l][i] = 10 * l + i;
     int32_t ids[3 * 4];
     for (int i = 0; i < 12; i++) ids[i] = 100 + i;
-    char dir[512], path[600];
-    rb_test_tmpdir(dir, sizeof dir);
+    char path[600];
     snprintf(path, sizeof path, "%s/grads.h5", dir);
     rb_rotgrad_meta m = {"model-x", "W4A4KV4", "hadamard", 4, 3, 1, 1};
     assert_int_equal(rb_rotgrad_save(path, &g, ids, &m, &err), 0);
@@ -196,16 +189,14 @@ static void test_save_layout(void **state) {
     snprintf(bad, sizeof bad, "%s/missing-dir/grads.h5", dir);
     assert_int_equal(rb_rotgrad_save(bad, &g, ids, &m, &err), RB_EIO);
     assert_non_null(strstr(err.msg, "missing-dir/grads.h5"));
-    unlink(path);
-    rmdir(dir);
     rb_rotgrad_free(&g);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tiny_online),
-        cmocka_unit_test(test_gqa_plain),
-        cmocka_unit_test(test_save_layout),
+        cmocka_unit_test_setup_teardown(test_tiny_online, rb_test_dir_setup, rb_test_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_gqa_plain, rb_test_dir_setup, rb_test_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_save_layout, rb_test_dir_setup, rb_test_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,8 +28,19 @@
 #define FD_REL_TOL 5e-3
 #define FD_FLOOR 1e-2
 
+/* Generated models go to numbered subdirectories of the group's temporary directory, removed with it
+ * (rb_test_dir_teardown). */
+static char g_root[512];
+static int g_models;
+
+static int group_setup(void **state) {
+    int rc = rb_test_dir_setup(state);
+    snprintf(g_root, sizeof g_root, "%s", ((rb_test_dir_fixture *)*state)->dir);
+    return rc;
+}
+
 typedef struct fixture {
-    char dir[4096];
+    char dir[600];
     rb_model *m;
     rb_llama_config c;
     rb_layer_weights w;
@@ -38,9 +49,8 @@ typedef struct fixture {
 /* A generated model of `preset`, or (path set) an existing checkpoint. */
 static void fixture_open_path(fixture *fx, const char *preset, const char *path) {
     rb_error err = {0};
-    fx->dir[0] = 0;
     if (!path) {
-        rb_test_tmpdir(fx->dir, sizeof fx->dir);
+        snprintf(fx->dir, sizeof fx->dir, "%s/m%d", g_root, g_models++);
         rb_make_model_opts o = {.preset = preset, .seed = 3};
         if (rb_make_model(fx->dir, &o, &err)) fail_msg("%s", err.msg);
         path = fx->dir;
@@ -56,10 +66,6 @@ static void fixture_open(fixture *fx, const char *preset) { fixture_open_path(fx
 static void fixture_close(fixture *fx) {
     rb_layer_weights_free(&fx->w);
     rb_model_close(fx->m);
-    if (!fx->dir[0]) return;
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-    if (system(cmd)) fprintf(stderr, "# could not remove %s\n", fx->dir);
 }
 
 static double rms(const float *x, size_t n) {
@@ -501,5 +507,5 @@ int main(void) {
         cmocka_unit_test(test_ste),
         cmocka_unit_test(test_model_fd_and_checkpointing),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, group_setup, rb_test_dir_teardown);
 }
