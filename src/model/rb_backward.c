@@ -112,13 +112,10 @@ static float *saved_buf(rb_backward *b, int site, int i, rb_error *err) {
     return b->saved[site][i];
 }
 
-/* Points info at `site` (as the forward's run_hooks does); returns the site's width. */
+/* rb_site_info_at for `site` at its width in this config; returns the width. */
 static int info_at(const rb_backward *b, rb_site_info *info, int site, int groups) {
     int cols = (int)site_width(&b->cfg, site);
-    info->site = site;
-    info->cols = cols;
-    info->n_groups = groups;
-    info->group_dim = cols / groups;
+    rb_site_info_at(info, site, cols, groups);
     return cols;
 }
 

@@ -229,10 +229,7 @@ static int check_finite(const rb_site_info *info, int is_site, const char *where
 /* Runs the hooks of `site` on x, then checks x is finite (what the next product reads). */
 static int run_hooks(const rb_hooks *hk, rb_site_info *info, int site, int cols, int groups, float *x,
                      rb_error *err) {
-    info->site = site;
-    info->cols = cols;
-    info->n_groups = groups;
-    info->group_dim = cols / groups;
+    rb_site_info_at(info, site, cols, groups);
     for (int i = 0; hk && i < hk->n[site]; i++) {
         int rc = hk->fn[site][i](hk->ctx[site][i], info, x, err);
         if (rc) return rc;

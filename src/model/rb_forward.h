@@ -45,6 +45,14 @@ typedef struct rb_site_info {
     int group_dim;  /* cols / n_groups */
 } rb_site_info;
 
+/* Points info at `site` of width cols cut into `groups` equal groups (what hooks see there). */
+static inline void rb_site_info_at(rb_site_info *info, int site, int cols, int groups) {
+    info->site = site;
+    info->cols = cols;
+    info->n_groups = groups;
+    info->group_dim = cols / groups;
+}
+
 /* A hook may read and modify x[n_seq*seq_len][cols] in place. A negative return (RB_E*, err
  * filled) aborts the forward pass with that code; a positive return stops the layer forward at
  * that site without error and is returned as is by rb_forward_layer (used to collect one site's
