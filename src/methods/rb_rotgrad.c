@@ -28,9 +28,28 @@ int rb_rotgrad_init(rb_rotgrad *g, const rb_llama_config *c, rb_error *err) {
     return 0;
 }
 
+int rb_rotgrad_layerwise(rb_rotgrad *g, rb_error *err) {
+    int L = g->n_layers;
+    size_t dd = (size_t)g->dim * g->dim;
+    if (g->dRa) return 0;
+    g->dRa = calloc((size_t)L + 1, sizeof *g->dRa);
+    g->dRm = calloc((size_t)L + 1, sizeof *g->dRm);
+    int ok = g->dRa && g->dRm;
+    for (int l = 0; ok && l <= L; l++) ok = (g->dRa[l] = calloc(dd, sizeof(double))) != NULL;
+    for (int l = 0; ok && l < L; l++) ok = (g->dRm[l] = calloc(dd, sizeof(double))) != NULL;
+    if (!ok)
+        return rb_error_set(err, RB_ENOMEM, "rotation gradients: out of memory for %d layer-wise bases (%.1f MiB)",
+                            2 * L + 1, (2.0 * L + 1) * dd * 8 / 1048576.0);
+    return 0;
+}
+
 void rb_rotgrad_free(rb_rotgrad *g) {
     for (int l = 0; g->dR2 && l < g->n_layers; l++) free(g->dR2[l]);
     free(g->dR2);
+    for (int l = 0; g->dRa && l <= g->n_layers; l++) free(g->dRa[l]);
+    for (int l = 0; g->dRm && l < g->n_layers; l++) free(g->dRm[l]);
+    free(g->dRa);
+    free(g->dRm);
     free(g->dR1);
     memset(g, 0, sizeof *g);
 }
@@ -44,7 +63,8 @@ typedef struct rg_state {
     rb_layer_weights fp;    /* the last loaded layer, fused and unquantized (only with wspec) */
     int fp_layer;
     const rb_had *ch;       /* cross-head transform (NULL: none) */
-    double *M1;             /* [d][d] */
+    double *M1;             /* [d][d] (global R1) */
+    double **Ma, **Mm;      /* layer-wise: [L+1] / [L] of [d][d] (the gradient buffers, converted in place) */
     double **M2;            /* [L] of [hd][hd] */
     float *acc;             /* [max(d, hd)]² one product before accumulation */
     float *wo_nc, *dwo_nc;  /* [d][qd] o_proj and its gradient without the cross-head transform */
@@ -91,13 +111,15 @@ static int rg_layer(void *ctx, int l, const rb_layer_weights *w, const rb_layer_
     const rb_layer_weights *fp = s->wspec ? &s->fp : w; /* W', the fused unquantized weights */
     int d = c->dim, hd = c->head_dim, qd = c->n_heads * hd;
     static const int readers[] = {RB_LIN_Q, RB_LIN_K, RB_LIN_V, RB_LIN_GATE, RB_LIN_UP};
+    /* the bases: attention input (q,k,v), mid-layer (o output, gate/up input), next layer's (down output) */
+    double *Mattn = s->Ma ? s->Ma[l] : s->M1, *Mmid = s->Ma ? s->Mm[l] : s->M1, *Mnext = s->Ma ? s->Ma[l + 1] : s->M1;
     for (int i = 0; i < 5; i++) {
         int r, k;
         const float *W = rb_layer_linear(fp, c, readers[i], &r, &k), *G = rb_layer_linear(dw, c, readers[i], &r, &k);
-        acc_gemm(s, s->M1, d, 1, 0, r, W, k, G, k); /* W'ᵀ·dW' */
+        acc_gemm(s, i < 3 ? Mattn : Mmid, d, 1, 0, r, W, k, G, k); /* W'ᵀ·dW' */
     }
-    acc_gemm(s, s->M1, d, 0, 1, qd, fp->wo, qd, dw->wo, qd);                       /* Wo'·dWo'ᵀ */
-    acc_gemm(s, s->M1, d, 0, 1, c->hidden_dim, fp->w_down, c->hidden_dim, dw->w_down, c->hidden_dim);
+    acc_gemm(s, Mmid, d, 0, 1, qd, fp->wo, qd, dw->wo, qd); /* Wo'·dWo'ᵀ */
+    acc_gemm(s, Mnext, d, 0, 1, c->hidden_dim, fp->w_down, c->hidden_dim, dw->w_down, c->hidden_dim);
     for (int h = 0; h < c->n_kv_heads; h++) /* Wv'_h·dWv'_hᵀ */
         acc_gemm(s, s->M2[l], hd, 0, 1, d, fp->wv + (size_t)h * hd * d, d, dw->wv + (size_t)h * hd * d, d);
     const float *wo = fp->wo, *dwo = dw->wo;
@@ -118,14 +140,14 @@ static int rg_embed_grad(void *ctx, const int32_t *ids, const float *h0, const f
                          rb_error *err) {
     (void)ids, (void)err;
     rg_state *s = ctx;
-    acc_gemm(s, s->M1, s->c->dim, 1, 0, (int)rows, h0, s->c->dim, dh0, s->c->dim);
+    acc_gemm(s, s->Ma ? s->Ma[0] : s->M1, s->c->dim, 1, 0, (int)rows, h0, s->c->dim, dh0, s->c->dim);
     return 0;
 }
 
 static int rg_head_grad(void *ctx, const float *hn, const float *dhn, size_t rows, rb_error *err) {
     (void)err;
     rg_state *s = ctx;
-    acc_gemm(s, s->M1, s->c->dim, 1, 0, (int)rows, dhn, s->c->dim, hn, s->c->dim);
+    acc_gemm(s, s->Ma ? s->Ma[s->c->n_layers] : s->M1, s->c->dim, 1, 0, (int)rows, dhn, s->c->dim, hn, s->c->dim);
     return 0;
 }
 
@@ -148,7 +170,16 @@ int rb_rotgrad_run(const rb_weights_src *base, const rb_llama_config *c, const r
                                         "gradients: rotation set '%s' holds RUQuant transforms (layer %d, %s): the "
                                         "chain rule into R1/R2 through their fused diag(s)*A is not derived",
                                         rs->method, l, rb_ruq_site_name(k));
+    int layerwise = rs && rs->ra;
+    if (layerwise && !g->dRa)
+        return rb_error_set(err, RB_EINVAL, "gradients: layer-wise set without rb_rotgrad_layerwise buffers");
+    if (layerwise && rs->jn)
+        return rb_error_set(err, RB_EUNSUPPORTED,
+                            "gradients: rotation set '%s' holds low-rank junctions: training differentiates the exact "
+                            "dense junctions only (fit the low-rank ones after training)",
+                            rs->method);
     rb_fused fz;
+    double **acc_in = NULL, **acc_out = NULL, *Tj = NULL; /* junction gradient accumulators, a d×d temporary */
     int rc = rb_fused_init(&fz, base, c, rs, err);
     if (rc) return rc;
     int d = c->dim, hd = c->head_dim, L = c->n_layers, qd = c->n_heads * hd;
@@ -175,6 +206,29 @@ int rb_rotgrad_run(const rb_weights_src *base, const rb_llama_config *c, const r
         goto done;
     }
     if (s.wspec && (rc = rb_layer_weights_init(&s.fp, c, err))) goto done;
+    if (layerwise) {
+        s.Ma = g->dRa, s.Mm = g->dRm;
+        for (int l = 0; l <= L; l++) memset(g->dRa[l], 0, sizeof(double) * (size_t)d * d);
+        for (int l = 0; l < L; l++) memset(g->dRm[l], 0, sizeof(double) * (size_t)d * d);
+        acc_in = calloc((size_t)L * RB_JN_COUNT, sizeof *acc_in);
+        acc_out = calloc((size_t)L * RB_JN_COUNT, sizeof *acc_out);
+        Tj = malloc(sizeof(double) * (size_t)d * d);
+        if (!acc_in || !acc_out || !Tj) {
+            rc = rb_error_set(err, RB_ENOMEM, "rotation gradients: out of memory");
+            goto done;
+        }
+        for (int l = 0; l < L && !rc; l++)
+            for (int k = 0; k < RB_JN_COUNT && !rc; k++) {
+                int i = l * RB_JN_COUNT + k;
+                acc_in[i] = k == RB_JN_ATTN ? s.Ma[l] : s.Mm[l];
+                acc_out[i] = k == RB_JN_ATTN ? s.Mm[l] : s.Ma[l + 1];
+                if (fz.junc.dense[i]) continue; /* exactly the identity: dL/dT still counts */
+                rb_rotset_junction_exact(rs, l, k, Tj);
+                rc = rb_junctions_set_dense(&fz.junc, l, k, Tj, err);
+            }
+        if (rc) goto done;
+        fz.junc.acc_in = acc_in, fz.junc.acc_out = acc_out;
+    }
     rb_hooks hk;
     rb_hooks_init(&hk);
     rb_fused_add_online_hooks(&fz, &hk);
@@ -184,9 +238,22 @@ int rb_rotgrad_run(const rb_weights_src *base, const rb_llama_config *c, const r
     rb_grad_opts go = {.no_checkpoint = o ? o->no_checkpoint : 0, .seq_base = o ? o->seq_base : 0};
     if ((rc = rb_llama_loss_grad(&src, c, ids, n_seq, T, &hk, &go, &sink, &g->loss, err))) goto done;
     g->peak_bytes = go.peak_bytes;
-    left_mul(rs ? rs->r1 : NULL, s.M1, d, g->dR1);
+    if (layerwise) { /* dB = B·M_B in place, through the one d×d temporary */
+        for (int l = 0; l < 2 * L + 1; l++) {
+            double *M = l <= L ? g->dRa[l] : g->dRm[l - L - 1];
+            const rb_rot *B = l <= L ? rs->ra[l] : rs->rm[l - L - 1];
+            if (!B) continue;
+            left_mul(B, M, d, Tj);
+            memcpy(M, Tj, sizeof(double) * (size_t)d * d);
+        }
+    } else {
+        left_mul(rs ? rs->r1 : NULL, s.M1, d, g->dR1);
+    }
     for (int l = 0; l < L; l++) left_mul(rs && rs->r2 ? rs->r2[l] : NULL, s.M2[l], hd, g->dR2[l]);
 done:
+    free(acc_in);
+    free(acc_out);
+    free(Tj);
     if (s.fp.wq) rb_layer_weights_free(&s.fp);
     for (int l = 0; s.M2 && l < L; l++) free(s.M2[l]);
     free(s.M2);

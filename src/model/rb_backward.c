@@ -12,7 +12,9 @@
 static size_t site_width(const rb_llama_config *c, int site) {
     switch (site) {
     case RB_SITE_ATTN_IN:
-    case RB_SITE_MLP_IN: return (size_t)c->dim;
+    case RB_SITE_MLP_IN:
+    case RB_SITE_RES_ATTN:
+    case RB_SITE_RES_MLP: return (size_t)c->dim;
     case RB_SITE_Q:
     case RB_SITE_O_IN: return (size_t)c->n_heads * c->head_dim;
     case RB_SITE_K:
@@ -32,7 +34,7 @@ void rb_backward_free(rb_backward *b) {
     float **bufs[] = {&b->xa, &b->dxa, &b->ua, &b->du, &b->o, &b->dO, &b->dq, &b->dk, &b->dv, &b->pre, &b->S, &b->dP};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) rb_free(*bufs[i]);
     rb_free(b->dg);
-    for (int s = 0; s < RB_SITE_COUNT; s++)
+    for (int s = 0; s < RB_HOOK_SITES; s++)
         for (int i = 0; i < RB_MAX_HOOKS_PER_SITE; i++) rb_free(b->saved[s][i]);
     memset(b, 0, sizeof *b);
 }
@@ -68,7 +70,7 @@ int rb_backward_init(rb_backward *b, const rb_llama_config *c, int max_T, int ma
 }
 
 int rb_hooks_check_backward(const rb_hooks *hk, int layer, rb_error *err) {
-    for (int s = 0; hk && s < RB_SITE_COUNT; s++)
+    for (int s = 0; hk && s < RB_HOOK_SITES; s++)
         for (int i = 0; i < hk->n[s]; i++)
             if (!hk->bwd[s][i]) {
                 char where[32] = "";
@@ -200,6 +202,19 @@ static void attention_bwd_seq(rb_backward *b, const float *q, const float *k, co
     }
 }
 
+/* Residual junction `site` (h_out = hooks(h) + branch): dh ← its backward of dh, replaying the hooks
+ * from the recorded stream h into scratch first when one of them needs its input. */
+static int junction_backward(rb_backward *b, const rb_hooks *hk, rb_site_info *info, int site, const float *h,
+                             float *scratch, float *dh, rb_error *err) {
+    if (!hk || !hk->n[site]) return 0;
+    if (site_needs_input(hk, site)) {
+        memcpy(scratch, h, sizeof(float) * (size_t)info->n_seq * info->seq_len * b->cfg.dim);
+        int rc = replay(b, hk, info, site, 1, scratch, err);
+        if (rc) return rc;
+    }
+    return site_backward(b, hk, info, site, 1, dh, err);
+}
+
 static void add_dg(float *dst, const double *dg, int n) {
     for (int j = 0; j < n; j++) dst[j] += (float)dg[j];
 }
@@ -248,6 +263,8 @@ int rb_backward_layer(rb_backward *b, const rb_forward *f, const rb_tape *t, con
         rb_sgemm(1, 0, ff, d, rows, 1.0f, b->ua, ff, b->xa, d, 1.0f, dw->w_up, d);
     }
     if ((rc = site_backward(b, hk, &info, RB_SITE_MLP_IN, 1, b->dxa, err))) return rc;
+    /* dh still holds dL/dh_out (the products above only read it); h_out = J(h_mid) + mlp(h_mid) */
+    if ((rc = junction_backward(b, hk, &info, RB_SITE_RES_MLP, t->h_mid, b->xa, dh, err))) return rc;
     memset(b->dg, 0, sizeof(double) * d);
     rb_rmsnorm_backward(t->h_mid, w->rms_ffn, b->dxa, dh, dw ? b->dg : NULL, R, d, c->rms_eps);
     if (dw) add_dg(dw->rms_ffn, b->dg, d);
@@ -285,6 +302,7 @@ int rb_backward_layer(rb_backward *b, const rb_forward *f, const rb_tape *t, con
         rb_sgemm(1, 0, kvd, d, rows, 1.0f, b->dv, kvd, b->xa, d, 1.0f, dw->wv, d);
     }
     if ((rc = site_backward(b, hk, &info, RB_SITE_ATTN_IN, 1, b->dxa, err))) return rc;
+    if ((rc = junction_backward(b, hk, &info, RB_SITE_RES_ATTN, t->h_in, b->xa, dh, err))) return rc;
     memset(b->dg, 0, sizeof(double) * d);
     rb_rmsnorm_backward(t->h_in, w->rms_att, b->dxa, dh, dw ? b->dg : NULL, R, d, c->rms_eps);
     if (dw) add_dg(dw->rms_att, b->dg, d);

@@ -3,7 +3,8 @@
  * rb_backward_layer reads the tape rb_forward_layer recorded (f->tape) and turns the gradient with
  * respect to the layer's output hidden states into the gradient with respect to its input, adding
  * every weight's gradient on the way. What the tape does not hold is recomputed: the RMSNorm
- * outputs, the SwiGLU product and the hook chains at attn_in, o_in, mlp_in and down_in are replayed
+ * outputs, the SwiGLU product and the hook chains at attn_in, o_in, mlp_in, down_in and the residual
+ * junctions are replayed
  * forward (the same code, so the same floats), and attention probabilities are recomputed per query
  * block from the recorded log-sum-exp (flash-style: never T×T per head in memory).
  *
@@ -31,7 +32,7 @@ typedef struct rb_backward {
     float *pre;   /* [max_rows][n_heads*head_dim] q/k/v before their hooks, when a hook needs its input */
     float *S, *dP; /* [RB_ATT_QBLOCK][max_T] one query block's probabilities and their gradient */
     double *dg;   /* [dim] RMSNorm weight gradient of one sub-batch */
-    float *saved[RB_SITE_COUNT][RB_MAX_HOOKS_PER_SITE]; /* hook inputs kept by a replay (on demand) */
+    float *saved[RB_HOOK_SITES][RB_MAX_HOOKS_PER_SITE]; /* hook inputs kept by a replay (on demand) */
 } rb_backward;
 
 /* Scratch for config c, tokens per sequence ≤ max_T, rows ≤ max_rows. Errors: RB_ENOMEM. */

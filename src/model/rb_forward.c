@@ -9,10 +9,11 @@
 #include "core/rb_math.h"
 
 
-static const char *const site_names[RB_SITE_COUNT] = {"attn_in", "q", "k", "v", "o_in", "mlp_in", "down_in"};
+static const char *const site_names[RB_HOOK_SITES] = {"attn_in", "q",      "k",        "v",      "o_in",
+                                                      "mlp_in",  "down_in", "res_attn", "res_mlp"};
 
 const char *rb_site_name(int site) {
-    RB_ASSERT(site >= 0 && site < RB_SITE_COUNT);
+    RB_ASSERT(site >= 0 && site < RB_HOOK_SITES);
     return site_names[site];
 }
 
@@ -25,7 +26,7 @@ int rb_site_from_name(const char *name) {
 void rb_hooks_init(rb_hooks *hk) { memset(hk, 0, sizeof *hk); }
 
 void rb_hooks_add(rb_hooks *hk, int site, rb_hook_fn fn, void *ctx) {
-    RB_ASSERT(site >= 0 && site < RB_SITE_COUNT && fn);
+    RB_ASSERT(site >= 0 && site < RB_HOOK_SITES && fn);
     RB_ASSERT(hk->n[site] < RB_MAX_HOOKS_PER_SITE);
     hk->fn[site][hk->n[site]] = fn;
     hk->ctx[site][hk->n[site]] = ctx;
@@ -309,6 +310,8 @@ int rb_forward_layer(rb_forward *f, const rb_layer_weights *w, int layer, float 
         memcpy(tp->att, f->att, R * qd * sizeof(float));
     }
     if ((rc = run_hooks(hooks, &info, RB_SITE_O_IN, qd, c->n_heads, f->att, err))) return rc;
+    if (hooks && hooks->n[RB_SITE_RES_ATTN] && (rc = run_hooks(hooks, &info, RB_SITE_RES_ATTN, d, 1, h, err)))
+        return rc;
     rb_sgemm(0, 1, rows, d, qd, 1.0f, f->att, qd, w->wo, qd, 1.0f, h, d);
     if ((rc = check_finite(&info, 0, "residual stream after attention (o_proj output)", h, d, err))) return rc;
     if (tp) memcpy(tp->h_mid, h, R * d * sizeof(float));
@@ -328,6 +331,8 @@ int rb_forward_layer(rb_forward *f, const rb_layer_weights *w, int layer, float 
         f->gate[i] = rb_swiglu(f->gate[i], f->up[i]);
     }
     if ((rc = run_hooks(hooks, &info, RB_SITE_DOWN_IN, ff, 1, f->gate, err))) return rc;
+    if (hooks && hooks->n[RB_SITE_RES_MLP] && (rc = run_hooks(hooks, &info, RB_SITE_RES_MLP, d, 1, h, err)))
+        return rc;
     rb_sgemm(0, 1, rows, d, ff, 1.0f, f->gate, ff, w->w_down, ff, 1.0f, h,
                 d);
     return check_finite(&info, 0, "residual stream after the MLP (down_proj output)", h, d, err);

@@ -25,12 +25,19 @@ enum rb_site {
     RB_SITE_O_IN,        /* attention output → o_proj             [rows][n_heads*head_dim] */
     RB_SITE_MLP_IN,      /* RMSNorm_post output → gate, up        [rows][dim] */
     RB_SITE_DOWN_IN,     /* SwiGLU product → down                 [rows][hidden_dim] */
-    RB_SITE_COUNT
+    RB_SITE_COUNT,       /* the quantization sites above */
+    /* Residual junctions (ReSpinQuant, METHODS §7.2): the residual stream itself [rows][dim],
+     * transformed in place right before the o_proj (RES_ATTN) / down_proj (RES_MLP) output is added
+     * to it. Never quantized; hooks there change what the branch output is added to. */
+    RB_SITE_RES_ATTN = RB_SITE_COUNT,
+    RB_SITE_RES_MLP,
+    RB_HOOK_SITES
 };
 
-/* "attn_in", "q", "k", "v", "o_in", "mlp_in", "down_in". */
+/* "attn_in", "q", "k", "v", "o_in", "mlp_in", "down_in", and for the junctions "res_attn",
+ * "res_mlp". */
 const char *rb_site_name(int site);
-/* Site index for a name, or -1. */
+/* Quantization-site index (< RB_SITE_COUNT) for a name, or -1. */
 int rb_site_from_name(const char *name);
 
 /* What a hook sees besides the tensor. */
@@ -68,11 +75,11 @@ typedef int (*rb_hook_bwd_fn)(void *ctx, const rb_site_info *info, const float *
 #define RB_MAX_HOOKS_PER_SITE 8
 
 typedef struct rb_hooks {
-    rb_hook_fn fn[RB_SITE_COUNT][RB_MAX_HOOKS_PER_SITE];
-    rb_hook_bwd_fn bwd[RB_SITE_COUNT][RB_MAX_HOOKS_PER_SITE]; /* NULL: the backward refuses the site */
-    unsigned char needs_input[RB_SITE_COUNT][RB_MAX_HOOKS_PER_SITE];
-    void *ctx[RB_SITE_COUNT][RB_MAX_HOOKS_PER_SITE];
-    int n[RB_SITE_COUNT];
+    rb_hook_fn fn[RB_HOOK_SITES][RB_MAX_HOOKS_PER_SITE];
+    rb_hook_bwd_fn bwd[RB_HOOK_SITES][RB_MAX_HOOKS_PER_SITE]; /* NULL: the backward refuses the site */
+    unsigned char needs_input[RB_HOOK_SITES][RB_MAX_HOOKS_PER_SITE];
+    void *ctx[RB_HOOK_SITES][RB_MAX_HOOKS_PER_SITE];
+    int n[RB_HOOK_SITES];
 } rb_hooks;
 
 void rb_hooks_init(rb_hooks *hk);
@@ -82,7 +89,7 @@ void rb_hooks_add(rb_hooks *hk, int site, rb_hook_fn fn, void *ctx);
 /* Appends a hook with its backward; needs_input: the backward reads the hook's input (kept by the
  * backward's replay of the site). */
 void rb_hooks_add_bwd(rb_hooks *hk, int site, rb_hook_fn fn, rb_hook_bwd_fn bwd, int needs_input, void *ctx);
-/* The same hook at every site. */
+/* The same hook at every quantization site (not the residual junctions). */
 void rb_hooks_add_all(rb_hooks *hk, rb_hook_fn fn, void *ctx);
 
 /* Where layer weights come from: the checkpoint, or (later) a transformed copy. */

@@ -35,6 +35,40 @@ static void mul_left_t(double *W, double *tmp, int n, int cols, const double *R)
     memcpy(W, tmp, sizeof(double) * (size_t)n * cols);
 }
 
+/* The junction hooks of a layer-wise set: its low-rank junctions, or the exact dense T from the bases
+ * (skipped where T is exactly the identity, e.g. two NULL bases). */
+static int junctions_init(rb_fused *f, rb_error *err) {
+    const rb_rotset *rs = f->rs;
+    if (!rs->ra) {
+        if (rs->jn) return rb_error_set(err, RB_EINVAL, "rotation set (%s): junctions without layer-wise bases", rs->method);
+        return 0;
+    }
+    if (rs->r1) return rb_error_set(err, RB_EINVAL, "rotation set (%s): both R1 and layer-wise bases", rs->method);
+    int n = f->cfg.dim, L = f->cfg.n_layers, rc = rb_junctions_init(&f->junc, L, n, err);
+    if (rc) return rc;
+    f->has_junc = 1;
+    double *T = rs->jn ? NULL : malloc(sizeof(double) * (size_t)n * n);
+    if (!rs->jn && !T) return rb_error_set(err, RB_ENOMEM, "fuse: out of memory for a junction");
+    for (int l = 0; l < L && !rc; l++)
+        for (int k = 0; k < RB_JN_COUNT && !rc; k++) {
+            if (rs->jn) {
+                const rb_junction *j = rs->jn[l][k];
+                if (j && j->n != n)
+                    rc = rb_error_set(err, RB_EINVAL, "rotation set (%s): junction %s of layer %d has width %d, dim is %d",
+                                      rs->method, rb_junction_name(k), l, j->n, n);
+                f->junc.lr[l * RB_JN_COUNT + k] = j;
+                continue;
+            }
+            rb_rotset_junction_exact(rs, l, k, T);
+            int ident = 1;
+            for (int a = 0; a < n && ident; a++)
+                for (int b = 0; b < n && ident; b++) ident = T[(size_t)a * n + b] == (a == b);
+            if (!ident) rc = rb_junctions_set_dense(&f->junc, l, k, T, err);
+        }
+    free(T);
+    return rc;
+}
+
 int rb_fused_init(rb_fused *f, const rb_weights_src *base, const rb_llama_config *c, const rb_rotset *rs,
                   rb_error *err) {
     memset(f, 0, sizeof *f);
@@ -87,6 +121,10 @@ int rb_fused_init(rb_fused *f, const rb_weights_src *base, const rb_llama_config
                                     rs->method, l, rb_ruq_site_name(k));
             }
         }
+    if (rs && (rc = junctions_init(f, err))) {
+        rb_fused_free(f);
+        return rc;
+    }
     size_t qd = (size_t)c->n_heads * c->head_dim, big = (size_t)c->dim * c->hidden_dim;
     if ((size_t)c->dim * qd > big) big = (size_t)c->dim * qd;
     if ((size_t)FUSE_ROW_BLOCK * c->dim > big) big = (size_t)FUSE_ROW_BLOCK * c->dim;
@@ -107,6 +145,7 @@ void rb_fused_free(rb_fused *f) {
     rb_free(f->wa);
     rb_free(f->wb);
     rb_free(f->ruq_tmp);
+    rb_junctions_free(&f->junc);
     memset(f, 0, sizeof *f);
 }
 
@@ -115,22 +154,22 @@ static const rb_ruq_site *ruq_at(const rb_fused *f, int l, int k) {
     return f->rs && f->rs->ruq ? f->rs->ruq[l][k] : NULL;
 }
 
-/* One linear through fold (g may be NULL), R1 on the input (in_r1) or output (out_r1) side, an
+/* One linear through fold (g may be NULL), the residual basis on the input (in_rot) or output (out_rot) side, an
  * extra per-linear step, the RUQuant transform rq of its input (may be NULL), and last, when
  * `produces` is a RUQuant site with scale_fused, its smoothing scales folded into the output rows
  * (W ← diag(1/s)·W: the activation it produces arrives at that site already divided). */
 enum { STEP_NONE, STEP_R2_VOUT, STEP_R2_OIN, STEP_R4_IN };
 
-static void fuse_linear(rb_fused *f, float *W, int rows, int cols, const float *g, int in_r1, int out_r1, int step,
-                        int layer, const rb_ruq_site *rq, const rb_ruq_site *produces) {
+static void fuse_linear(rb_fused *f, float *W, int rows, int cols, const float *g, const rb_rot *in_rot,
+                        const rb_rot *out_rot, int step, int layer, const rb_ruq_site *rq, const rb_ruq_site *produces) {
     const rb_rotset *rs = f->rs;
     const rb_llama_config *c = &f->cfg;
     size_t n = (size_t)rows * cols;
     double *A = f->wa;
     to_double(A, W, n);
     if (g) fold_cols(A, rows, cols, g);
-    if (rs && rs->r1 && in_r1) mul_right(A, f->wb, rows, cols, rs->r1->R);
-    if (rs && rs->r1 && out_r1) mul_left_t(A, f->wb, rows, cols, rs->r1->R);
+    if (in_rot) mul_right(A, f->wb, rows, cols, in_rot->R);
+    if (out_rot) mul_left_t(A, f->wb, rows, cols, out_rot->R);
     const rb_rot *r2 = rs && rs->r2 ? rs->r2[layer] : NULL;
     int hd = c->head_dim;
     if (r2 && step == STEP_R2_VOUT) /* each KV head's row block: Wv[h] ← R2ᵀ·Wv[h] */
@@ -164,6 +203,15 @@ static void fuse_linear(rb_fused *f, float *W, int rows, int cols, const float *
     to_float(W, A, n);
 }
 
+/* The residual basis at layer l: its attention basis (mid = 0; l = n_layers: the lm_head input) or its
+ * mid-layer basis (mid = 1): ra[l] / rm[l] of a layer-wise set, R1 otherwise (NULL = identity). */
+static const rb_rot *basis(const rb_fused *f, int l, int mid) {
+    const rb_rotset *rs = f->rs;
+    if (!rs) return NULL;
+    if (!rs->ra) return rs->r1;
+    return mid ? rs->rm[l] : rs->ra[l];
+}
+
 static int fused_load_layer(void *ctx, int l, rb_layer_weights *w, rb_error *err) {
     rb_fused *f = ctx;
     const rb_llama_config *c = &f->cfg;
@@ -172,19 +220,20 @@ static int fused_load_layer(void *ctx, int l, rb_layer_weights *w, rb_error *err
     int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     const rb_ruq_site *qkv = ruq_at(f, l, RB_RUQ_QKV), *fc1 = ruq_at(f, l, RB_RUQ_FC1);
     const rb_ruq_site *out = ruq_at(f, l, RB_RUQ_OUT), *down = ruq_at(f, l, RB_RUQ_DOWN);
-    fuse_linear(f, w->wq, qd, c->dim, w->rms_att, 1, 0, STEP_NONE, l, qkv, NULL);
-    fuse_linear(f, w->wk, kvd, c->dim, w->rms_att, 1, 0, STEP_NONE, l, qkv, NULL);
-    fuse_linear(f, w->wv, kvd, c->dim, w->rms_att, 1, 0, STEP_R2_VOUT, l, qkv, out);
-    fuse_linear(f, w->wo, c->dim, qd, NULL, 0, 1, STEP_R2_OIN, l, out, NULL);
-    fuse_linear(f, w->w_gate, c->hidden_dim, c->dim, w->rms_ffn, 1, 0, STEP_NONE, l, fc1, NULL);
-    fuse_linear(f, w->w_up, c->hidden_dim, c->dim, w->rms_ffn, 1, 0, STEP_NONE, l, fc1, down);
-    fuse_linear(f, w->w_down, c->dim, c->hidden_dim, NULL, 0, 1, STEP_R4_IN, l, down, NULL);
+    const rb_rot *ba = basis(f, l, 0), *bm = basis(f, l, 1), *bn = basis(f, l + 1, 0);
+    fuse_linear(f, w->wq, qd, c->dim, w->rms_att, ba, NULL, STEP_NONE, l, qkv, NULL);
+    fuse_linear(f, w->wk, kvd, c->dim, w->rms_att, ba, NULL, STEP_NONE, l, qkv, NULL);
+    fuse_linear(f, w->wv, kvd, c->dim, w->rms_att, ba, NULL, STEP_R2_VOUT, l, qkv, out);
+    fuse_linear(f, w->wo, c->dim, qd, NULL, NULL, bm, STEP_R2_OIN, l, out, NULL);
+    fuse_linear(f, w->w_gate, c->hidden_dim, c->dim, w->rms_ffn, bm, NULL, STEP_NONE, l, fc1, NULL);
+    fuse_linear(f, w->w_up, c->hidden_dim, c->dim, w->rms_ffn, bm, NULL, STEP_NONE, l, fc1, down);
+    fuse_linear(f, w->w_down, c->dim, c->hidden_dim, NULL, NULL, bn, STEP_R4_IN, l, down, NULL);
     for (int j = 0; j < c->dim; j++) w->rms_att[j] = w->rms_ffn[j] = 1.0f;
     return 0;
 }
 
-/* Rows [n][dim] (float) ← prepared and rotated, in double: optional centering, then ·R1. */
-static void rotate_rows(rb_fused *f, float *X, size_t n, const float *g, int center) {
+/* Rows [n][dim] (float) ← prepared and rotated, in double: optional centering, then ·R (NULL: none). */
+static void rotate_rows(rb_fused *f, float *X, size_t n, const float *g, int center, const rb_rot *R) {
     const rb_llama_config *c = &f->cfg;
     size_t d = (size_t)c->dim;
     for (size_t r0 = 0; r0 < n; r0 += FUSE_ROW_BLOCK) {
@@ -199,7 +248,7 @@ static void rotate_rows(rb_fused *f, float *X, size_t n, const float *g, int cen
                 m /= (double)d;
                 for (size_t j = 0; j < d; j++) A[r * d + j] -= m;
             }
-        if (f->rs && f->rs->r1) mul_right(A, f->wb, (int)nr, (int)d, f->rs->r1->R);
+        if (R) mul_right(A, f->wb, (int)nr, (int)d, R->R);
         to_float(X + r0 * d, A, nr * d);
     }
 }
@@ -223,7 +272,7 @@ static int fused_embed(void *ctx, const int32_t *ids, size_t n, float *out, rb_e
             rb_free(e);
             return rc;
         }
-        rotate_rows(f, e, V, NULL, f->rs && f->rs->emb_center);
+        rotate_rows(f, e, V, NULL, f->rs && f->rs->emb_center, basis(f, 0, 0));
         f->emb = e;
     }
     for (size_t i = 0; i < n; i++) {
@@ -247,7 +296,7 @@ static int fused_lm_head(void *ctx, float *out, rb_error *err) {
     if (!g) return rb_error_set(err, RB_ENOMEM, "fuse: out of memory");
     int rc = f->base.load_final_norm(f->base.ctx, g, err);
     if (!rc) rc = f->base.load_lm_head(f->base.ctx, out, err);
-    if (!rc) rotate_rows(f, out, (size_t)f->cfg.vocab_size, g, 0);
+    if (!rc) rotate_rows(f, out, (size_t)f->cfg.vocab_size, g, 0, basis(f, f->cfg.n_layers, 0));
     rb_free(g);
     return rc;
 }
@@ -384,5 +433,10 @@ void rb_fused_add_online_hooks(rb_fused *f, rb_hooks *hk) {
     if (f->rs && f->rs->ruq) {
         static const int sites[RB_RUQ_NSITES] = {RB_SITE_ATTN_IN, RB_SITE_O_IN, RB_SITE_MLP_IN, RB_SITE_DOWN_IN};
         for (int k = 0; k < RB_RUQ_NSITES; k++) rb_hooks_add_bwd(hk, sites[k], rb_hook_ruq, rb_hook_ruq_bwd, 0, f);
+    }
+    if (f->has_junc && rb_junctions_any(&f->junc)) {
+        int acc = f->junc.acc_in || f->junc.acc_out;
+        rb_hooks_add_bwd(hk, RB_SITE_RES_ATTN, rb_hook_junction, rb_hook_junction_bwd, acc, &f->junc);
+        rb_hooks_add_bwd(hk, RB_SITE_RES_MLP, rb_hook_junction, rb_hook_junction_bwd, acc, &f->junc);
     }
 }

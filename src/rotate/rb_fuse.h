@@ -2,10 +2,14 @@
  * source so the forward engine, GPTQ and evaluation need no change:
  *   prepare  untie (the embedding and lm_head are separate copies), fold every RMSNorm γ into the
  *            linears that read it (γ ← 1), optionally center embedding rows (emb_center);
- *   fuse     R1 into embeddings, q/k/v/gate/up/lm_head inputs and o/down outputs; R2 per layer on
+ *   fuse     R1 into embeddings, q/k/v/gate/up/lm_head inputs and o/down outputs (a layer-wise set:
+ *            ra[l] into layer l's q/k/v inputs and layer l−1's down output (the embeddings for l = 0,
+ *            lm_head for ra[n_layers]), rm[l] into layer l's o output and gate/up inputs); R2 per layer on
  *            the V outputs and o_proj inputs per head; R4 into down_proj's input side;
  *   online   R3 (Q and K after RoPE, per head), R4 (down_proj input) and QuaRot's cross-head
- *            Hadamard (o_proj input) as forward hooks;
+ *            Hadamard (o_proj input) as forward hooks; a layer-wise set's residual junctions
+ *            (rb_junction.h) at res_attn and res_mlp: the set's low-rank T̂, or without them the
+ *            exact dense T computed from the bases at rb_fused_init;
  *   RUQuant  per layer and linear input (rb_ruquant.h): x ← (x/s)·A online at attn_in, o_in,
  *            mlp_in, down_in (after the transforms above), W ← W·diag(s)·A on the input side of
  *            q/k/v, o, gate/up, down (after R1/R2/cross-head/R4, in double).
@@ -29,12 +33,16 @@ typedef struct rb_fused {
     double *wa, *wb;      /* [max matrix elements] double work buffers */
     float *ruq_tmp;       /* [ruq_cap] scratch of the RUQuant hook (grown on demand) */
     size_t ruq_cap;
+    rb_junctions junc;    /* the residual junctions of a layer-wise set (has_junc); a caller may point
+                             junc.acc_in/acc_out at gradient accumulators before adding the hooks */
+    int has_junc;
 } rb_fused;
 
 /* Wraps `base` (not owned, must outlive f) for config c and rotation set rs (not owned; NULL =
  * preparation only). Builds the R3/R4 Hadamards when enabled; their errors name the options.
  * RUQuant transforms present in rs are checked against the model's widths (RB_EINVAL naming the
- * layer and site). rs is read again at every layer load and hook call: RUQuant sites may be added
+ * layer and site). A layer-wise set's junctions are fixed here (dense exact ones computed: n_layers·2
+ * dim² floats). rs is read again at every layer load and hook call: RUQuant sites may be added
  * to it afterwards (calibration fits them layer by layer), each taking effect from then on. */
 int rb_fused_init(rb_fused *f, const rb_weights_src *base, const rb_llama_config *c, const rb_rotset *rs,
                   rb_error *err);
@@ -71,7 +79,8 @@ int rb_hook_ruq_bwd(void *ctx, const rb_site_info *in, const float *x_in, float 
 int rb_hook_ruq_inverse(void *ctx, const rb_site_info *in, float *x, rb_error *err);
 
 /* Appends the online transforms (R3 at q and k, R4 at down_in, QuaRot's cross-head at o_in, then
- * RUQuant's at attn_in, o_in, mlp_in, down_in when rs holds RUQuant transforms) to hk. Must run
+ * RUQuant's at attn_in, o_in, mlp_in, down_in when rs holds RUQuant transforms, and a layer-wise
+ * set's junctions at res_attn, res_mlp) to hk. Must run
  * before any quantization hook at those sites. Every online hook carries its backward (the transpose
  * of its map). */
 void rb_fused_add_online_hooks(rb_fused *f, rb_hooks *hk);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rb_blas.h"
 #include "core/rb_file.h"
 #include "rb_orth.h"
 
@@ -46,7 +47,55 @@ void rb_rotset_free(rb_rotset *s) {
         for (int l = 0; l < s->n_layers; l++)
             for (int k = 0; k < RB_RUQ_NSITES; k++) rb_ruq_site_free(s->ruq[l][k]);
     free(s->ruq);
+    for (int l = 0; s->ra && l <= s->n_layers; l++) rb_rot_free(s->ra[l]);
+    for (int l = 0; s->rm && l < s->n_layers; l++) rb_rot_free(s->rm[l]);
+    free(s->ra);
+    free(s->rm);
+    for (int l = 0; s->jn && l < s->n_layers; l++)
+        for (int k = 0; k < RB_JN_COUNT; k++) rb_junction_free(s->jn[l][k]);
+    free(s->jn);
     memset(s, 0, sizeof *s);
+}
+
+int rb_rotset_layerwise_alloc(rb_rotset *s, rb_error *err) {
+    if (s->ra) return 0;
+    if (s->n_layers < 1) return rb_error_set(err, RB_EINVAL, "rotation set: layer-wise bases need at least one layer");
+    if (s->r1) return rb_error_set(err, RB_EINVAL, "rotation set: layer-wise bases replace R1, which is set");
+    s->ra = calloc((size_t)s->n_layers + 1, sizeof *s->ra);
+    s->rm = calloc((size_t)s->n_layers, sizeof *s->rm);
+    if (!s->ra || !s->rm) {
+        free(s->ra);
+        free(s->rm);
+        s->ra = s->rm = NULL;
+        return rb_error_set(err, RB_ENOMEM, "rotation set: out of memory (%d layers)", s->n_layers);
+    }
+    return 0;
+}
+
+int rb_rotset_jn_alloc(rb_rotset *s, rb_error *err) {
+    if (s->jn) return 0;
+    if (s->n_layers < 1) return rb_error_set(err, RB_EINVAL, "rotation set: junctions need at least one layer");
+    if (!(s->jn = calloc((size_t)s->n_layers, sizeof *s->jn)))
+        return rb_error_set(err, RB_ENOMEM, "rotation set: out of memory (%d layers)", s->n_layers);
+    return 0;
+}
+
+void rb_rotset_junction_exact(const rb_rotset *s, int l, int k, double *T) {
+    RB_ASSERT(s->ra && l >= 0 && l < s->n_layers && k >= 0 && k < RB_JN_COUNT);
+    int n = s->dim;
+    const rb_rot *a = k == RB_JN_ATTN ? s->ra[l] : s->rm[l], *b = k == RB_JN_ATTN ? s->rm[l] : s->ra[l + 1];
+    if (a && b) {
+        rb_dgemm(1, 0, n, n, n, 1.0, a->R, n, b->R, n, 0.0, T, n);
+        return;
+    }
+    if (!a && !b) {
+        rb_orth_identity(T, n);
+        return;
+    }
+    if (b) memcpy(T, b->R, sizeof(double) * (size_t)n * n); /* Iᵀ·B */
+    else /* Aᵀ·I */
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) T[(size_t)i * n + j] = a->R[(size_t)j * n + i];
 }
 
 int rb_rotset_ruq_alloc(rb_rotset *s, rb_error *err) {
@@ -159,6 +208,21 @@ double rb_rotset_orth_err(const rb_rotset *s) {
         for (int k = 0; k < RB_RUQ_NSITES; k++) {
             if (!s->ruq[l][k]) continue;
             double e = rb_ruq_site_orth_err(s->ruq[l][k]);
+            if (isnan(e)) return e;
+            if (e > worst) worst = e;
+        }
+    for (int l = 0; s->ra && l < 2 * s->n_layers + 1; l++) {
+        const rb_rot *r = l <= s->n_layers ? s->ra[l] : s->rm[l - s->n_layers - 1];
+        double e;
+        if (!r) continue;
+        if (orth_err_of(r->R, r->n, &e, NULL)) return INFINITY;
+        if (isnan(e)) return e;
+        if (e > worst) worst = e;
+    }
+    for (int l = 0; s->jn && l < s->n_layers; l++)
+        for (int k = 0; k < RB_JN_COUNT; k++) {
+            if (!s->jn[l][k]) continue;
+            double e = rb_junction_orth_err(s->jn[l][k]);
             if (isnan(e)) return e;
             if (e > worst) worst = e;
         }

@@ -11,6 +11,13 @@
  *   RUQuant (online + fused, per layer and linear input; rb_ruquant.h): x ← (x/s)·A at attn_in,
  *                        o_in, mlp_in and down_in, the weights reading it W ← W·diag(s)·A; applied
  *                        after every transform above at the same site
+ *   ra, rm (ReSpinQuant, METHODS §7.1; instead of R1): layer-wise residual bases. ra[l] [dim]² is
+ *                        the basis of layer l's attention input (q/k/v inputs) and of layer l−1's
+ *                        FFN output (down_proj output; the embeddings for l = 0), ra[n_layers] is
+ *                        R_final (lm_head input); rm[l] is the basis of layer l's attention output
+ *                        (o_proj output) and FFN input (gate/up inputs). The residual adds then mix
+ *                        bases: the junctions T = ra[l]ᵀ·rm[l] (res_attn) and rm[l]ᵀ·ra[l+1] (res_mlp)
+ *                        run online (rb_junction.h), exact and dense, or low-rank T̂ when jn is set
  * A NULL matrix is the identity. Every matrix produced is checked orthogonal (RB_ROT_ORTH_TOL). */
 #ifndef RB_ROTSET_H
 #define RB_ROTSET_H
@@ -19,6 +26,7 @@
 
 #include "core/rb_error.h"
 #include "rotate/rb_hadamard.h"
+#include "rotate/rb_junction.h"
 #include "rotate/rb_ruq_site.h"
 
 /* Largest ‖RᵀR − I‖_max accepted for a rotation built in double (issue requirement 1e-10). */
@@ -48,6 +56,11 @@ typedef struct rb_rotset {
     rb_ruq_site *(*ruq)[RB_RUQ_NSITES]; /* [n_layers][RB_RUQ_NSITES] RUQuant site transforms (owned),
                        entries NULL = none; the array itself NULL = none. Widths: dim (attn_in,
                        mlp_in), n_heads·head_dim (o_in), hidden_dim (down_in) */
+    rb_rot **ra;    /* [n_layers + 1] layer-wise residual bases (entries NULL = identity); NULL = the global
+                       r1, which must then be NULL when ra is set */
+    rb_rot **rm;    /* [n_layers] layer-wise mid-layer bases; allocated with ra */
+    rb_junction *(*jn)[RB_JN_COUNT]; /* [n_layers][attn, mlp] low-rank junctions (owned, entries NULL =
+                       identity); NULL with ra: the exact dense junctions run online */
 } rb_rotset;
 
 /* Empty set (all identity, R3/R4 off) for the given shapes. */
@@ -57,13 +70,23 @@ void rb_rotset_free(rb_rotset *s);
 /* Allocates s->ruq (all entries NULL) when absent. Errors: RB_EINVAL (no layers), RB_ENOMEM. */
 int rb_rotset_ruq_alloc(rb_rotset *s, rb_error *err);
 
+/* Allocates the layer-wise bases ra [n_layers+1] and rm [n_layers] (entries NULL = identity) when
+ * absent. Errors: RB_EINVAL (no layers, or a global r1 present), RB_ENOMEM. */
+int rb_rotset_layerwise_alloc(rb_rotset *s, rb_error *err);
+/* Allocates s->jn (all entries NULL) when absent. Errors: RB_EINVAL (no layers), RB_ENOMEM. */
+int rb_rotset_jn_alloc(rb_rotset *s, rb_error *err);
+/* The exact junction k (RB_JN_ATTN | RB_JN_MLP) of layer l of a layer-wise set: T [dim][dim] =
+ * ra[l]ᵀ·rm[l] or rm[l]ᵀ·ra[l+1], in double (NULL bases are the identity). */
+void rb_rotset_junction_exact(const rb_rotset *s, int l, int k, double *T);
+
 /* Dense rotation of order n from R (copied), orthogonality checked against RB_ROT_ORTH_TOL. */
 int rb_rot_from_dense(const double *R, int n, rb_rot **out, rb_error *err);
 /* Hadamard rotation R = diag(s)·H_nᵀ/√n (signs NULL = all +1), materialized and checked. */
 int rb_rot_from_hadamard(int n, const int8_t *signs, rb_rot **out, rb_error *err);
 void rb_rot_free(rb_rot *r);
 
-/* Largest orthogonality error over every matrix of the set (RUQuant sites included). */
+/* Largest orthogonality error over every matrix of the set (RUQuant sites, layer-wise bases and
+ * junctions included). */
 double rb_rotset_orth_err(const rb_rotset *s);
 
 /* Saves to / loads from an HDF5 file: attrs method, seed, dims, r3, r4, emb_center,

@@ -5,6 +5,11 @@
  *                hidden_dim, n_layers, r3, r4, emb_center (int32), max_orth_error (float64)
  *   /r1          when R1 is not the identity
  *   /r2/<l>      for each layer l whose R2 is not the identity (decimal, no leading zeros)
+ *   /ra/<l>, /rm/<l>  layer-wise residual bases (ReSpinQuant; l ≤ n_layers for ra), when the root
+ *                attribute layerwise = 1 (then no /r1)
+ *   /junction/<l>/<attn|mlp>  low-rank junctions of a layer-wise set (rb_junction.h): attrs n, r
+ *                (int32), dev, approx_err, orth_error (float64); datasets Q float64 [n][r] and M
+ *                float64 [r][r] when r > 0. Absent with layerwise: the exact dense junctions
  * each rotation group holding attrs kind ("dense" | "hadamard"), n (int32), orth_error (float64)
  * and either a float64 dataset R [n][n] or an int8 dataset signs [n].
  *   /ruquant/<l>/<site>   RUQuant transform of layer l (decimal as above) at site attn_in | o_in |
@@ -162,27 +167,128 @@ static int write_ruq(hid_t loc, const rb_rotset *s, const double *oe, const char
     return rc;
 }
 
-/* Attributes, /r1, /r2/<l> and /ruquant of s into the HDF5 location loc (a file root or a group);
- * `path` names it in messages. Checks every rotation first. */
-int rb_rotset_write_loc(int64_t loc, const rb_rotset *s, const char *path, rb_error *err) {
-    hid_t f = (hid_t)loc, g2 = -1;
+/* The layer-indexed rotation groups of a set: R2 per layer and the layer-wise residual bases. */
+typedef struct rot_group {
+    const char *name;    /* group under the root */
+    rb_rot **arr;        /* entries NULL = identity; NULL = none */
+    int count, order;    /* entries; matrix order */
+    const char *dimname; /* the order's name in messages */
+} rot_group;
+
+static int rot_groups(const rb_rotset *s, rot_group g[3]) {
+    g[0] = (rot_group){"r2", s->r2, s->n_layers, s->head_dim, "head_dim"};
+    g[1] = (rot_group){"ra", s->ra, s->n_layers + 1, s->dim, "dim"};
+    g[2] = (rot_group){"rm", s->rm, s->n_layers, s->dim, "dim"};
+    return 3;
+}
+
+/* Group `gname` under loc holding every non-NULL entry of g as <index> (already checked; oe their
+ * measured errors). */
+static int write_rot_group(hid_t loc, const rot_group *g, const double *oe, const char *path, rb_error *err) {
+    hid_t grp = -1;
     char d[256];
+    int rc = 0;
+    for (int l = 0; g->arr && l < g->count && !rc; l++) {
+        if (!g->arr[l]) continue;
+        if (grp < 0 && (grp = H5Gcreate2(loc, g->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+            rc = rb_error_set(err, RB_EIO, "%s: creating /%s failed: %s", path, g->name, rb_h5_last_error(d, sizeof d));
+            break;
+        }
+        char name[ROTSET_NAME_MAX];
+        snprintf(name, sizeof name, "%d", l);
+        if (put_rot(grp, name, g->arr[l], oe[l]))
+            rc = rb_error_set(err, RB_EIO, "%s: writing /%s/%d failed: %s", path, g->name, l,
+                              rb_h5_last_error(d, sizeof d));
+    }
+    rb_h5_close(&grp);
+    return rc;
+}
+
+/* Group name of junction k of layer l. */
+static void junction_obj(char *buf, size_t cap, int l, int k) {
+    snprintf(buf, cap, "/junction/%d/%s", l, rb_junction_name(k));
+}
+
+/* Checks the junctions of s before anything is written; the worst orthogonality error into *worst. */
+static int check_junctions(const rb_rotset *s, const char *path, double *worst, rb_error *err) {
+    if (!s->jn) return 0;
+    if (!s->ra) return rb_error_set(err, RB_EINVAL, "%s: junctions without layer-wise bases", path);
+    char obj[64];
+    for (int l = 0; l < s->n_layers; l++)
+        for (int k = 0; k < RB_JN_COUNT; k++) {
+            const rb_junction *j = s->jn[l][k];
+            if (!j) continue;
+            junction_obj(obj, sizeof obj, l, k);
+            if (j->n != s->dim || j->r < 0 || j->r > j->n)
+                return rb_error_set(err, RB_EINVAL, "%s: %s: width %d rank %d for dim %d", path, obj, j->n, j->r, s->dim);
+            double e = rb_junction_orth_err(j);
+            if (!(e <= RB_ROT_ORTH_TOL))
+                return rb_error_set(err, RB_EINVAL, "%s: %s: not orthogonal: error %.3g > %.0e", path, obj, e,
+                                    RB_ROT_ORTH_TOL);
+            if (e > *worst) *worst = e;
+        }
+    return 0;
+}
+
+/* /junction/<l>/<attn|mlp> of s into loc: attrs n, r (int32), dev, approx_err, orth_error (float64;
+ * NaN allowed for the first two: unknown); datasets Q float64 [n][r], M float64 [r][r] when r > 0. */
+static int write_junctions(hid_t loc, const rb_rotset *s, const char *path, rb_error *err) {
+    hid_t g = -1, gl = -1, gj = -1;
+    char d[256], obj[64], name[ROTSET_NAME_MAX];
+    int rc = 0;
+    for (int l = 0; s->jn && l < s->n_layers && !rc; l++) {
+        for (int k = 0; k < RB_JN_COUNT && !rc; k++) {
+            const rb_junction *j = s->jn[l][k];
+            if (!j) continue;
+            junction_obj(obj, sizeof obj, l, k);
+            snprintf(name, sizeof name, "%d", l);
+            hsize_t dq[2] = {(hsize_t)j->n, (hsize_t)j->r}, dm[2] = {(hsize_t)j->r, (hsize_t)j->r};
+            int bad = (g < 0 && (g = H5Gcreate2(loc, "junction", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) ||
+                      (gl < 0 && (gl = H5Gcreate2(g, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) ||
+                      (gj = H5Gcreate2(gl, rb_junction_name(k), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+                      rb_h5_put_i32(gj, "n", j->n) || rb_h5_put_i32(gj, "r", j->r) ||
+                      rb_h5_put_f64(gj, "dev", j->dev) || rb_h5_put_f64(gj, "approx_err", j->approx_err) ||
+                      rb_h5_put_f64(gj, "orth_error", rb_junction_orth_err(j));
+            if (!bad && j->r > 0)
+                bad = rb_h5_put_dataset_checked(gj, "Q", 2, dq, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, j->Q) ||
+                      rb_h5_put_dataset_checked(gj, "M", 2, dm, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, j->M);
+            rb_h5_close(&gj);
+            if (bad) rc = rb_error_set(err, RB_EIO, "%s: writing %s failed: %s", path, obj, rb_h5_last_error(d, sizeof d));
+        }
+        rb_h5_close(&gl);
+    }
+    rb_h5_close(&g);
+    return rc;
+}
+
+/* Attributes, /r1, /r2/<l>, /ra/<l>, /rm/<l>, /junction and /ruquant of s into the HDF5 location loc
+ * (a file root or a group); `path` names it in messages. Checks every rotation first. */
+int rb_rotset_write_loc(int64_t loc, const rb_rotset *s, const char *path, rb_error *err) {
+    hid_t f = (hid_t)loc;
+    char d[256];
+    rot_group grp[3];
+    int ng = rot_groups(s, grp);
     /* Measure everything first: max_orth_error is a root attribute. */
-    int count = s->r2 ? s->n_layers : 0;
-    double *oe = calloc((size_t)count + 1, sizeof *oe), *oq = NULL, worst = 0;
-    if (!oe) return rb_error_set(err, RB_ENOMEM, "%s: out of memory", path);
+    double *oe[3] = {NULL, NULL, NULL}, *oq = NULL, oe1 = 0, worst = 0;
     char obj[64];
     int rc = 0;
-    for (int l = -1; l < count && !rc; l++) {
-        const rb_rot *r = l < 0 ? s->r1 : s->r2[l];
-        if (!r) continue;
-        if (l < 0)
-            snprintf(obj, sizeof obj, "/r1");
-        else
-            snprintf(obj, sizeof obj, "/r2/%d", l);
-        rc = check_rot(r, path, obj, l < 0 ? s->dim : s->head_dim, l < 0 ? "dim" : "head_dim", &oe[l + 1], err);
-        if (!rc && oe[l + 1] > worst) worst = oe[l + 1];
+    if (s->ra && s->r1) return rb_error_set(err, RB_EINVAL, "%s: both R1 and layer-wise bases", path);
+    if (s->r1 && (rc = check_rot(s->r1, path, "/r1", s->dim, "dim", &oe1, err))) return rc;
+    worst = oe1;
+    for (int i = 0; i < ng && !rc; i++) {
+        if (!grp[i].arr) continue;
+        if (!(oe[i] = calloc((size_t)grp[i].count, sizeof(double)))) {
+            rc = rb_error_set(err, RB_ENOMEM, "%s: out of memory", path);
+            break;
+        }
+        for (int l = 0; l < grp[i].count && !rc; l++) {
+            if (!grp[i].arr[l]) continue;
+            snprintf(obj, sizeof obj, "/%s/%d", grp[i].name, l);
+            rc = check_rot(grp[i].arr[l], path, obj, grp[i].order, grp[i].dimname, &oe[i][l], err);
+            if (!rc && oe[i][l] > worst) worst = oe[i][l];
+        }
     }
+    if (!rc) rc = check_junctions(s, path, &worst, err);
     if (rc) goto out;
     if (s->ruq) {
         if (s->n_layers < 1) {
@@ -209,31 +315,19 @@ int rb_rotset_write_loc(int64_t loc, const rb_rotset *s, const char *path, rb_er
         rb_h5_put_i32(f, "head_dim", s->head_dim) || rb_h5_put_i32(f, "hidden_dim", s->hidden_dim) ||
         rb_h5_put_i32(f, "n_layers", s->n_layers) || rb_h5_put_i32(f, "r3", r3) || rb_h5_put_i32(f, "r4", r4) ||
         rb_h5_put_i32(f, "emb_center", emb) || rb_h5_put_i32(f, "cross_head", s->cross_head != 0) ||
-        rb_h5_put_f64(f, "max_orth_error", worst)) {
+        (s->ra && rb_h5_put_i32(f, "layerwise", 1)) || rb_h5_put_f64(f, "max_orth_error", worst)) {
         rc = rb_error_set(err, RB_EIO, "%s: writing root attributes failed: %s", path, rb_h5_last_error(d, sizeof d));
         goto out;
     }
-    if (s->r1 && put_rot(f, "r1", s->r1, oe[0])) {
+    if (s->r1 && put_rot(f, "r1", s->r1, oe1)) {
         rc = rb_error_set(err, RB_EIO, "%s: writing /r1 failed: %s", path, rb_h5_last_error(d, sizeof d));
         goto out;
     }
-    for (int l = 0; l < count; l++) {
-        if (!s->r2[l]) continue;
-        if (g2 < 0 && (g2 = H5Gcreate2(f, "r2", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
-            rc = rb_error_set(err, RB_EIO, "%s: creating /r2 failed: %s", path, rb_h5_last_error(d, sizeof d));
-            goto out;
-        }
-        char name[ROTSET_NAME_MAX];
-        snprintf(name, sizeof name, "%d", l);
-        if (put_rot(g2, name, s->r2[l], oe[l + 1])) {
-            rc = rb_error_set(err, RB_EIO, "%s: writing /r2/%d failed: %s", path, l, rb_h5_last_error(d, sizeof d));
-            goto out;
-        }
-    }
-    if (s->ruq) rc = write_ruq(f, s, oq, path, err);
+    for (int i = 0; i < ng && !rc; i++) rc = write_rot_group(f, &grp[i], oe[i], path, err);
+    if (!rc) rc = write_junctions(f, s, path, err);
+    if (!rc && s->ruq) rc = write_ruq(f, s, oq, path, err);
 out:
-    rb_h5_close(&g2);
-    free(oe);
+    for (int i = 0; i < 3; i++) free(oe[i]);
     free(oq);
     return rc;
 }
@@ -314,9 +408,9 @@ static int get_err_value(rb_h5_reader *L, hid_t obj, const char *oname, const ch
 }
 
 /* Opens dataset `name` in g (object name oname) and checks its class, element size and shape
- * [n] (rank 1) or [n][n] (rank 2) before anything is read; dimname names n in messages. */
+ * [n] (rank 1) or [n][m] (rank 2) before anything is read; dimname names n in messages. */
 static int dataset_open(rb_h5_reader *L, hid_t g, const char *oname, const char *name, H5T_class_t want, size_t esize,
-                        int rank, int n, const char *dimname, hid_t *out) {
+                        int rank, int n, int m, const char *dimname, hid_t *out) {
     *out = -1;
     hid_t d = H5Dopen2(g, name, H5P_DEFAULT), t = -1, sp = -1;
     if (d < 0) return rb_h5_fail(L, RB_EFORMAT, oname, "cannot open as a dataset: %s", rb_h5_detail(L));
@@ -339,15 +433,15 @@ static int dataset_open(rb_h5_reader *L, hid_t g, const char *oname, const char 
         rc = rb_h5_fail(L, RB_EFORMAT, oname, "not a simple dataspace");
         goto out;
     }
-    int ok = r == rank;
-    for (int i = 0; ok && i < rank; i++) ok = dims[i] == (hsize_t)n;
+    int ok = r == rank && dims[0] == (hsize_t)n && (rank == 1 || dims[1] == (hsize_t)m);
     if (!ok) {
         char shape[128] = "", want_shape[64];
         size_t k = 0;
         for (int i = 0; i < r && k < sizeof shape - 24; i++)
             k += (size_t)snprintf(shape + k, sizeof shape - k, "[%llu]", (unsigned long long)dims[i]);
         if (r == 0) snprintf(shape, sizeof shape, "scalar");
-        snprintf(want_shape, sizeof want_shape, rank == 1 ? "[%d]" : "[%d][%d]", n, n);
+        if (rank == 1) snprintf(want_shape, sizeof want_shape, "[%d]", n);
+        else snprintf(want_shape, sizeof want_shape, "[%d][%d]", n, m);
         rc = rb_h5_fail(L, RB_EFORMAT, oname, "shape %s does not match %s %d (expected %s)", shape, dimname, n,
                         want_shape);
         goto out;
@@ -390,7 +484,7 @@ static int read_rot(rb_h5_reader *L, hid_t g, const char *gname, int n, const ch
     if (has_other) return rb_h5_fail(L, RB_EFORMAT, gname, "holds both R and signs (kind %s)", kind);
     hid_t d;
     if ((rc = dataset_open(L, g, obj, name, hadamard ? H5T_INTEGER : H5T_FLOAT, hadamard ? 1 : 8, hadamard ? 1 : 2, n,
-                           dimname, &d)))
+                           n, dimname, &d)))
         return rc;
     size_t count = hadamard ? (size_t)n : (size_t)n * (size_t)n, esize = hadamard ? 1 : sizeof(double);
     void *buf = malloc(count * esize);
@@ -427,7 +521,8 @@ static int parse_layer(const char *name, int n_layers) {
     return (int)v;
 }
 
-static int load_r2(rb_h5_reader *L, hid_t f, rb_rotset *s);
+static int load_rot_group(rb_h5_reader *L, hid_t f, const rot_group *g);
+static int load_junctions(rb_h5_reader *L, hid_t f, rb_rotset *s);
 static int load_ruq(rb_h5_reader *L, hid_t f, rb_rotset *s);
 
 /* Everything after the file is open; fills s (already zeroed) and leaves cleanup to the caller. */
@@ -446,8 +541,9 @@ static int load_open(rb_h5_reader *L, hid_t f, rb_rotset *s) {
     if (!rc) rc = rb_h5_get_i32(L, f, "/", "r3", 0, 1, &r3);
     if (!rc) rc = rb_h5_get_i32(L, f, "/", "r4", 0, 1, &r4);
     if (!rc) rc = rb_h5_get_i32(L, f, "/", "emb_center", 0, 1, &emb);
-    int cross = 0;
+    int cross = 0, layerwise = 0;
     if (!rc && H5Aexists(f, "cross_head") > 0) rc = rb_h5_get_i32(L, f, "/", "cross_head", 0, 1, &cross);
+    if (!rc && H5Aexists(f, "layerwise") > 0) rc = rb_h5_get_i32(L, f, "/", "layerwise", 0, 1, &layerwise);
     if (!rc) rc = get_err_value(L, f, "/", "max_orth_error", &max_err);
     if (rc) return rc;
     rb_error e;
@@ -458,10 +554,13 @@ static int load_open(rb_h5_reader *L, hid_t f, rb_rotset *s) {
     s->r4 = r4;
     s->emb_center = emb;
     s->cross_head = cross;
+    if (layerwise && (rc = rb_rotset_layerwise_alloc(s, &e)))
+        return rb_h5_fail(L, rc == RB_ENOMEM ? rc : RB_EFORMAT, "/", "%s", e.msg);
 
     hid_t g = -1;
     htri_t has = H5Lexists(f, "r1", H5P_DEFAULT);
     if (has < 0) return rb_h5_fail(L, RB_EFORMAT, "/", "cannot list members: %s", rb_h5_detail(L));
+    if (has && layerwise) return rb_h5_fail(L, RB_EFORMAT, "/r1", "present in a set with layer-wise bases");
     if (has) {
         if ((g = H5Gopen2(f, "r1", H5P_DEFAULT)) < 0)
             return rb_h5_fail(L, RB_EFORMAT, "/r1", "cannot open as a group: %s", rb_h5_detail(L));
@@ -469,49 +568,60 @@ static int load_open(rb_h5_reader *L, hid_t f, rb_rotset *s) {
         rb_h5_close(&g);
         if (rc) return rc;
     }
-    if ((rc = load_r2(L, f, s))) return rc;
+    rot_group grp[3];
+    int ng = rot_groups(s, grp);
+    for (int i = 0; i < ng; i++)
+        if ((rc = load_rot_group(L, f, &grp[i]))) return rc;
+    if ((rc = load_junctions(L, f, s))) return rc;
     return load_ruq(L, f, s);
 }
 
-/* /r2/<l> of f into s (initialized with the file's shapes). */
-static int load_r2(rb_h5_reader *L, hid_t f, rb_rotset *s) {
-    int n_layers = s->n_layers, head_dim = s->head_dim, rc = 0;
-    hid_t g = -1;
+/* Rotation group g->name (/<name>/<l>, l < g->count) of f into g->arr (allocated). */
+static int load_rot_group(rb_h5_reader *L, hid_t f, const rot_group *g) {
+    int rc = 0;
+    hid_t grp = -1;
     htri_t has;
-    if ((has = H5Lexists(f, "r2", H5P_DEFAULT)) < 0)
+    char gname[ROTSET_NAME_MAX];
+    snprintf(gname, sizeof gname, "/%s", g->name);
+    if ((has = H5Lexists(f, g->name, H5P_DEFAULT)) < 0)
         return rb_h5_fail(L, RB_EFORMAT, "/", "cannot list members: %s", rb_h5_detail(L));
     if (!has) return 0;
-    if ((g = H5Gopen2(f, "r2", H5P_DEFAULT)) < 0)
-        return rb_h5_fail(L, RB_EFORMAT, "/r2", "cannot open as a group: %s", rb_h5_detail(L));
+    if (!g->arr) return rb_h5_fail(L, RB_EFORMAT, gname, "present in a set without layer-wise bases (no 'layerwise' attribute)");
+    if ((grp = H5Gopen2(f, g->name, H5P_DEFAULT)) < 0)
+        return rb_h5_fail(L, RB_EFORMAT, gname, "cannot open as a group: %s", rb_h5_detail(L));
     H5G_info_t info;
-    if (H5Gget_info(g, &info) < 0) {
-        rc = rb_h5_fail(L, RB_EFORMAT, "/r2", "cannot list members: %s", rb_h5_detail(L));
+    if (H5Gget_info(grp, &info) < 0) {
+        rc = rb_h5_fail(L, RB_EFORMAT, gname, "cannot list members: %s", rb_h5_detail(L));
         goto out;
     }
     for (hsize_t i = 0; i < info.nlinks && !rc; i++) {
-        char name[ROTSET_NAME_MAX], obj[ROTSET_NAME_MAX + 8];
-        ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
+        char name[ROTSET_NAME_MAX], obj[ROTSET_NAME_MAX * 2 + 8];
+        ssize_t len = H5Lget_name_by_idx(grp, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
         if (len < 0) {
-            rc = rb_h5_fail(L, RB_EFORMAT, "/r2", "cannot list members: %s", rb_h5_detail(L));
+            rc = rb_h5_fail(L, RB_EFORMAT, gname, "cannot list members: %s", rb_h5_detail(L));
             break;
         }
-        int l = (size_t)len < sizeof name ? parse_layer(name, n_layers) : -1;
+        int l = (size_t)len < sizeof name ? parse_layer(name, g->count) : -1;
         if (l < 0) {
-            rc = rb_h5_fail(L, RB_EFORMAT, "/r2", "member '%s%s' is not a layer index in [0, %d)", name,
-                            (size_t)len < sizeof name ? "" : "...", n_layers);
+            rc = rb_h5_fail(L, RB_EFORMAT, gname, "member '%s%s' is not a layer index in [0, %d)", name,
+                            (size_t)len < sizeof name ? "" : "...", g->count);
             break;
         }
-        snprintf(obj, sizeof obj, "/r2/%d", l);
-        hid_t gl = H5Gopen2(g, name, H5P_DEFAULT);
+        snprintf(obj, sizeof obj, "%s/%d", gname, l);
+        if (g->arr[l]) {
+            rc = rb_h5_fail(L, RB_EFORMAT, obj, "appears twice");
+            break;
+        }
+        hid_t gl = H5Gopen2(grp, name, H5P_DEFAULT);
         if (gl < 0) {
             rc = rb_h5_fail(L, RB_EFORMAT, obj, "cannot open as a group: %s", rb_h5_detail(L));
             break;
         }
-        rc = read_rot(L, gl, obj, head_dim, "head_dim", &s->r2[l]);
+        rc = read_rot(L, gl, obj, g->order, g->dimname, &g->arr[l]);
         H5Gclose(gl);
     }
 out:
-    rb_h5_close(&g);
+    rb_h5_close(&grp);
     return rc;
 }
 
@@ -534,7 +644,7 @@ static int read_ruq_data(rb_h5_reader *L, hid_t g, const char *gname, const char
     if (has < 0) return rb_h5_fail(L, RB_EFORMAT, gname, "cannot list members: %s", rb_h5_detail(L));
     if (!has) return rb_h5_fail(L, RB_EFORMAT, obj, "dataset missing");
     hid_t d;
-    int rc = dataset_open(L, g, obj, name, want, esize, rank, n, dimname, &d);
+    int rc = dataset_open(L, g, obj, name, want, esize, rank, n, n, dimname, &d);
     if (rc) return rc;
     if (H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
         rc = rb_h5_fail(L, RB_EFORMAT, obj, "cannot read: %s", rb_h5_detail(L));
@@ -572,6 +682,90 @@ static int read_ruq_site(rb_h5_reader *L, hid_t g, const char *gname, const rb_r
         rc = rb_h5_fail(L, rc == RB_ENOMEM ? rc : RB_EFORMAT, gname, "%s", e.msg);
     if (rc) rb_ruq_site_free(q);
     else *out = q;
+    return rc;
+}
+
+/* Junction group g (object name gname) into *out (width s->dim). */
+static int read_junction(rb_h5_reader *L, hid_t g, const char *gname, const rb_rotset *s, rb_junction **out) {
+    *out = NULL;
+    int n, r;
+    double dev, ae, stored;
+    int rc = rb_h5_get_i32(L, g, gname, "n", 1, ROTSET_MAX_ORDER, &n);
+    if (!rc) rc = rb_h5_get_i32(L, g, gname, "r", 0, ROTSET_MAX_ORDER, &r);
+    if (!rc) rc = rb_h5_get_f64(L, g, gname, "dev", &dev);
+    if (!rc) rc = rb_h5_get_f64(L, g, gname, "approx_err", &ae);
+    if (!rc) rc = get_err_value(L, g, gname, "orth_error", &stored);
+    if (rc) return rc;
+    if (n != s->dim) return rb_h5_fail(L, RB_EFORMAT, gname, "n = %d does not match dim %d", n, s->dim);
+    if (r > n) return rb_h5_fail(L, RB_EFORMAT, gname, "rank %d above n = %d", r, n);
+    rb_error e;
+    rb_junction *j;
+    if ((rc = rb_junction_alloc(n, r, &j, &e))) return rb_h5_fail(L, rc, gname, "%s", e.msg);
+    j->dev = dev, j->approx_err = ae;
+    char obj[ROTSET_NAME_MAX * 2 + 32];
+    for (int i = 0; i < 2 && r > 0 && !rc; i++) {
+        const char *name = i ? "M" : "Q";
+        snprintf(obj, sizeof obj, "%s/%s", gname, name);
+        htri_t has = H5Lexists(g, name, H5P_DEFAULT);
+        hid_t d = -1;
+        if (has <= 0) rc = rb_h5_fail(L, RB_EFORMAT, obj, "dataset missing (rank %d)", r);
+        else if (!(rc = dataset_open(L, g, obj, name, H5T_FLOAT, 8, 2, i ? r : n, r, i ? "r" : "n", &d))) {
+            if (H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, i ? j->M : j->Q) < 0)
+                rc = rb_h5_fail(L, RB_EFORMAT, obj, "cannot read: %s", rb_h5_detail(L));
+            H5Dclose(d);
+        }
+    }
+    if (!rc && (rc = rb_junction_check(j, &e))) rc = rb_h5_fail(L, rc == RB_ENOMEM ? rc : RB_EFORMAT, gname, "%s", e.msg);
+    if (rc) rb_junction_free(j);
+    else *out = j;
+    return rc;
+}
+
+/* /junction/<l>/<attn|mlp> of f into s (absent: none; needs layer-wise bases). */
+static int load_junctions(rb_h5_reader *L, hid_t f, rb_rotset *s) {
+    htri_t has = H5Lexists(f, "junction", H5P_DEFAULT);
+    if (has < 0) return rb_h5_fail(L, RB_EFORMAT, "/", "cannot list members: %s", rb_h5_detail(L));
+    if (!has) return 0;
+    if (!s->ra) return rb_h5_fail(L, RB_EFORMAT, "/junction", "present in a set without layer-wise bases");
+    rb_error e;
+    int rc = rb_rotset_jn_alloc(s, &e);
+    if (rc) return rb_h5_fail(L, rc, "/junction", "%s", e.msg);
+    hid_t g = H5Gopen2(f, "junction", H5P_DEFAULT), gl = -1, gj = -1;
+    if (g < 0) return rb_h5_fail(L, RB_EFORMAT, "/junction", "cannot open as a group: %s", rb_h5_detail(L));
+    H5G_info_t info = {0}, li = {0};
+    if (H5Gget_info(g, &info) < 0) rc = rb_h5_fail(L, RB_EFORMAT, "/junction", "cannot list members: %s", rb_h5_detail(L));
+    for (hsize_t i = 0; !rc && i < info.nlinks; i++) {
+        char name[ROTSET_NAME_MAX], lname[ROTSET_NAME_MAX + 16], kn[ROTSET_NAME_MAX], jname[ROTSET_NAME_MAX * 2 + 16];
+        if ((rc = member_name(L, g, "/junction", i, name, sizeof name))) break;
+        int l = parse_layer(name, s->n_layers);
+        if (l < 0) {
+            rc = rb_h5_fail(L, RB_EFORMAT, "/junction", "member '%s' is not a layer index in [0, %d)", name, s->n_layers);
+            break;
+        }
+        snprintf(lname, sizeof lname, "/junction/%d", l);
+        if ((gl = H5Gopen2(g, name, H5P_DEFAULT)) < 0 || H5Gget_info(gl, &li) < 0) {
+            rc = rb_h5_fail(L, RB_EFORMAT, lname, "cannot open as a group: %s", rb_h5_detail(L));
+            break;
+        }
+        for (hsize_t q = 0; !rc && q < li.nlinks; q++) {
+            if ((rc = member_name(L, gl, lname, q, kn, sizeof kn))) break;
+            int k = !strcmp(kn, "attn") ? RB_JN_ATTN : !strcmp(kn, "mlp") ? RB_JN_MLP : -1;
+            if (k < 0) {
+                rc = rb_h5_fail(L, RB_EFORMAT, lname, "member '%s' is not a junction (attn, mlp)", kn);
+                break;
+            }
+            snprintf(jname, sizeof jname, "%s/%s", lname, kn);
+            if ((gj = H5Gopen2(gl, kn, H5P_DEFAULT)) < 0) {
+                rc = rb_h5_fail(L, RB_EFORMAT, jname, "cannot open as a group: %s", rb_h5_detail(L));
+                break;
+            }
+            rc = read_junction(L, gj, jname, s, &s->jn[l][k]);
+            rb_h5_close(&gj);
+        }
+        rb_h5_close(&gl);
+    }
+    rb_h5_close(&gl);
+    rb_h5_close(&g);
     return rc;
 }
 

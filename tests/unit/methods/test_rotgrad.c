@@ -127,6 +127,117 @@ static void run_preset(const char *root, const char *preset, int online) {
     rb_model_close(m);
 }
 
+/* ---- layer-wise sets (ReSpinQuant): bases ra[0..L], rm[0..L-1], exact dense junctions ---- */
+
+typedef struct lw_point {
+    int d, hd, L;
+    double **B;  /* [2L+1]: ra[0..L] then rm[0..L-1] */
+    double **R2; /* [L] */
+} lw_point;
+
+static double lw_loss(const rb_weights_src *base, const rb_llama_config *c, const lw_point *p, int online,
+                      const int32_t *ids, int n_seq, int T, rb_rotgrad *g) {
+    rb_rotset s;
+    rb_error err = {0};
+    assert_int_equal(rb_rotset_init(&s, "test", c->dim, c->head_dim, c->hidden_dim, c->n_layers, &err), 0);
+    assert_int_equal(rb_rotset_layerwise_alloc(&s, &err), 0);
+    for (int i = 0; i < 2 * p->L + 1; i++) {
+        rb_rot *r = dense(p->B[i], p->d);
+        if (i <= p->L) s.ra[i] = r;
+        else s.rm[i - p->L - 1] = r;
+    }
+    for (int l = 0; l < p->L; l++) s.r2[l] = dense(p->R2[l], p->hd);
+    s.r3 = s.r4 = online;
+    rb_rotgrad_opts o = {0};
+    if (rb_rotgrad_run(base, c, &s, &o, ids, n_seq, T, g, &err)) fail_msg("%s", err.msg);
+    rb_rotset_free(&s);
+    return g->loss;
+}
+
+/* The gradient of basis i (ra then rm) in g. */
+static const double *lw_grad(const rb_rotgrad *g, int i, int L) { return i <= L ? g->dRa[i] : g->dRm[i - L - 1]; }
+
+static void run_layerwise(const char *root, const char *preset, int online) {
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/%s", root, preset);
+    rb_make_model_opts mo = {.preset = preset, .seed = 3};
+    rb_error err = {0};
+    assert_int_equal(rb_make_model(dir, &mo, &err), 0);
+    rb_model *m;
+    assert_int_equal(rb_model_open(dir, &m, &err), 0);
+    const rb_llama_config *c = rb_model_config(m);
+    rb_weights_src base = rb_weights_from_model(m);
+    int d = c->dim, hd = c->head_dim, L = c->n_layers, n_seq = 2, T = 20, nb = 2 * L + 1;
+    rb_rng rng;
+    rb_rng_seed(&rng, 5, "test.rotgrad.layerwise");
+    int32_t ids[2 * 20];
+    for (int i = 0; i < n_seq * T; i++) ids[i] = (int32_t)rb_rng_below(&rng, (uint64_t)c->vocab_size);
+    lw_point p = {d, hd, L, calloc(nb, sizeof(double *)), calloc(L, sizeof(double *))}, q = p;
+    q.B = calloc(nb, sizeof(double *));
+    double **V = calloc(nb, sizeof(double *));
+    for (int i = 0; i < nb; i++) {
+        p.B[i] = malloc(sizeof(double) * d * d), q.B[i] = malloc(sizeof(double) * d * d);
+        V[i] = malloc(sizeof(double) * d * d);
+        assert_int_equal(rb_orth_random(&rng, d, p.B[i], &err), 0); /* independent bases: junctions far from I */
+        rb_rng_gauss_d(&rng, V[i], (size_t)d * d, 0.0, 1.0);
+    }
+    for (int l = 0; l < L; l++) {
+        p.R2[l] = malloc(sizeof(double) * hd * hd);
+        assert_int_equal(rb_orth_random(&rng, hd, p.R2[l], &err), 0);
+    }
+    q.R2 = p.R2;
+    rb_rotgrad g, tmp;
+    assert_int_equal(rb_rotgrad_init(&g, c, &err), 0);
+    assert_int_equal(rb_rotgrad_init(&tmp, c, &err), 0);
+    assert_int_equal(rb_rotgrad_layerwise(&g, &err), 0);
+    assert_int_equal(rb_rotgrad_layerwise(&tmp, &err), 0);
+    double loss = lw_loss(&base, c, &p, online, ids, n_seq, T, &g);
+    fprintf(stderr, "# %s layer-wise%s: loss %.6f\n", preset, online ? " (R3, R4)" : "", loss);
+    /* one basis at a time: the embedding's, a middle attention basis (junction output and input), a
+     * mid-layer basis, the lm_head's; then all together */
+    int picks[] = {0, L > 1 ? 1 : 0, L + 1, L, -1};
+    for (int pi = 0; pi < 5; pi++) {
+        double an = 0, gs = 0, eps = FD_EPS / sqrt((double)d), l2[2];
+        for (int i = 0; i < nb; i++) {
+            if (picks[pi] >= 0 && i != picks[pi]) continue;
+            const double *G = lw_grad(&g, i, L);
+            for (int k = 0; k < d * d; k++) an += G[k] * V[i][k], gs += G[k] * G[k];
+        }
+        for (int sg = 0; sg < 2; sg++) {
+            for (int i = 0; i < nb; i++)
+                for (int k = 0; k < d * d; k++)
+                    q.B[i][k] = p.B[i][k] + (picks[pi] >= 0 && i != picks[pi] ? 0.0 : (sg ? -eps : eps) * V[i][k]);
+            l2[sg] = lw_loss(&base, c, &q, online, ids, n_seq, T, &tmp);
+        }
+        char what[64];
+        if (picks[pi] < 0) snprintf(what, sizeof what, "dL/d(every basis)");
+        else if (picks[pi] <= L) snprintf(what, sizeof what, "dL/d(ra[%d])", picks[pi]);
+        else snprintf(what, sizeof what, "dL/d(rm[%d])", picks[pi] - L - 1);
+        check(what, an, (l2[0] - l2[1]) / (2 * eps), sqrt(gs) * d);
+    }
+    /* FP invariance with exact junctions: every Bᵀ·dB symmetric (no tangent component) */
+    for (int i = 0; i < nb; i++) {
+        const double *G = lw_grad(&g, i, L);
+        double asym = 0, mag = 0;
+        for (int a = 0; a < d; a++)
+            for (int b = 0; b < d; b++) {
+                double x = 0, y = 0;
+                for (int k = 0; k < d; k++) x += p.B[i][k * d + a] * G[k * d + b], y += p.B[i][k * d + b] * G[k * d + a];
+                asym = fmax(asym, fabs(x - y)), mag = fmax(mag, fabs(x));
+            }
+        if (!(asym <= 1e-3 * mag)) fail_msg("basis %d: Bᵀ·dB skew part %.3g of %.3g", i, asym, mag);
+    }
+    rb_rotgrad_free(&g);
+    rb_rotgrad_free(&tmp);
+    for (int i = 0; i < nb; i++) free(p.B[i]), free(q.B[i]), free(V[i]);
+    for (int l = 0; l < L; l++) free(p.R2[l]);
+    free(p.B), free(q.B), free(V), free(p.R2);
+    rb_model_close(m);
+}
+
+static void test_layerwise_tiny_online(void **state) { run_layerwise(((rb_test_dir_fixture *)*state)->dir, "tiny", 1); }
+static void test_layerwise_gqa(void **state) { run_layerwise(((rb_test_dir_fixture *)*state)->dir, "gqa", 0); }
+
 static void test_tiny_online(void **state) { run_preset(((rb_test_dir_fixture *)*state)->dir, "tiny", 1); }
 static void test_gqa_plain(void **state) { run_preset(((rb_test_dir_fixture *)*state)->dir, "gqa", 0); }
 
@@ -197,6 +308,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_tiny_online, rb_test_dir_setup, rb_test_dir_teardown),
         cmocka_unit_test_setup_teardown(test_gqa_plain, rb_test_dir_setup, rb_test_dir_teardown),
         cmocka_unit_test_setup_teardown(test_save_layout, rb_test_dir_setup, rb_test_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_layerwise_tiny_online, rb_test_dir_setup, rb_test_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_layerwise_gqa, rb_test_dir_setup, rb_test_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
