@@ -1,6 +1,7 @@
 /* The test that catches fusion bugs: with quantization off, every rotation method on every model
  * shape (stories260K; generated GQA, tied, non-power-of-two, Llama-3 rope-scaling models)
- * reproduces the unrotated logits and perplexity. Mean-centering off (it is not an invariance). */
+ * reproduces the unrotated logits and perplexity. Mean-centering off (it is not an invariance); so
+ * are ReSpinQuant's low-rank junctions (their error is reported; its exact variant is checked). */
 #include "rb_test.h"
 #include "rb_test_model.h"
 
@@ -63,8 +64,14 @@ static void check_rotset(const rb_weights_src *base, const rb_llama_config *c, c
     double p = ppl_of(&fs, c, ids, &hk);
     fprintf(stderr, "# %-10s %-8s seed %d (r3 %d r4 %d cross %d): max |Δlogit| %.2e, ppl %.9g vs %.9g\n", label,
             rs->method, seed, rs->r3, rs->r4, rs->cross_head, maxd, p, ppl_ref);
-    assert_true(maxd < INVARIANCE_LOGIT_ABS_TOL);
-    assert_true(fabs(p - ppl_ref) / ppl_ref < INVARIANCE_PPL_REL_TOL);
+    if (rs->jn) {
+        /* low-rank ReSpinQuant junctions approximate the exact ones: not an invariance (reported here;
+         * test_respinquant checks the error per rank and exactness at full rank) */
+        fprintf(stderr, "#   (low-rank junctions: FP logit error reported, not asserted)\n");
+    } else {
+        assert_true(maxd < INVARIANCE_LOGIT_ABS_TOL);
+        assert_true(fabs(p - ppl_ref) / ppl_ref < INVARIANCE_PPL_REL_TOL);
+    }
     rb_free(got);
     rb_fused_free(&f);
     rb_rotset_free(rs);
