@@ -262,6 +262,72 @@ static int plot_trace(const char *figdir, run *r, size_t n, const char *table, c
     return rc;
 }
 
+/* The value of rotation option `opt` of run r: as configured, else method m's documented default. */
+static const char *opt_value(const run *r, const rb_method *m, const char *opt) {
+    for (int k = 0; k < r->cfg.rotation.n_opts; k++)
+        if (!strcmp(r->cfg.rotation.opt_names[k], opt)) return r->cfg.rotation.opt_values[k];
+    for (const rb_method_option *o = m->options; o && o->name; o++)
+        if (!strcmp(o->name, opt)) return o->default_value;
+    return NULL;
+}
+
+static int cmp_value(const void *a, const void *b) {
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    char *ex, *ey;
+    double u = strtod(x, &ex), v = strtod(y, &ey);
+    if (!*ex && !*ey && ex != x && ey != y) return (u > v) - (u < v); /* numeric: by value */
+    return strcmp(x, y);
+}
+
+/* Option ablations: for every method and rotation option whose value differs among the method's runs
+ * (e.g. respinquant's rank, spinquant's lr), perplexity and KL against the option's value
+ * (categorical, numeric order), one series per quantization setting, mean ± sd over seeds:
+ * <method>_<option>_ppl and <method>_<option>_kl. */
+static int plot_option_ablations(const char *figdir, run *r, size_t n, int *count, rb_error *err) {
+    char(*lab)[RB_RUN_WORD_MAX + 8] = calloc(n ? n : 1, sizeof *lab);
+    const char **vals = calloc(n ? n : 1, sizeof *vals);
+    catplot *cp = calloc(2, sizeof *cp);
+    int rc = lab && vals && cp ? 0 : rb_error_set(err, RB_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n && !rc; i++) setting_label(&r[i], lab[i], sizeof lab[i]);
+    for (const rb_method *const *m = rb_methods(); !rc && *m; m++)
+        for (const rb_method_option *o = (*m)->options; !rc && o && o->name; o++) {
+            if (!strcmp(o->kind, "key")) continue;
+            int nv = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (strcmp(r[i].cfg.rotation.method, (*m)->name)) continue;
+                const char *v = opt_value(&r[i], *m, o->name);
+                int seen = 0;
+                for (int k = 0; k < nv && !seen; k++) seen = !strcmp(vals[k], v);
+                if (!seen && nv < MAX_GROUPS) vals[nv++] = v;
+            }
+            if (nv < 2) continue;
+            qsort(vals, (size_t)nv, sizeof *vals, cmp_value);
+            memset(cp, 0, 2 * sizeof *cp);
+            for (int k = 0; k < nv; k++) group_of(cp[0].xl, &cp[0].nx, vals[k]), group_of(cp[1].xl, &cp[1].nx, vals[k]);
+            for (size_t i = 0; i < n; i++) {
+                if (strcmp(r[i].cfg.rotation.method, (*m)->name)) continue;
+                const char *v = opt_value(&r[i], *m, o->name);
+                for (int k = 0; k < nv; k++)
+                    if (!strcmp(vals[k], v)) v = vals[k]; /* the interned label */
+                cat_add(&cp[0], v, lab[i], r[i].row->ppl);
+                cat_add(&cp[1], v, lab[i], r[i].row->kl);
+            }
+            for (int y = 0; y < 2 && !rc; y++) {
+                char name[96], title[160], xlabel[96];
+                snprintf(name, sizeof name, "%s_%s_%s", (*m)->name, o->name, y ? "kl" : "ppl");
+                snprintf(title, sizeof title, "%s: %s vs %s (mean ± sd over seeds)", (*m)->name,
+                         y ? "KL to the FP model" : "perplexity", o->name);
+                snprintf(xlabel, sizeof xlabel, "rotation.options.%s", o->name);
+                rc = cat_save(&cp[y], figdir, name, title, xlabel,
+                              y ? "KL divergence (nats per token)" : "perplexity (first eval corpus)", count, err);
+            }
+        }
+    free(lab);
+    free(vals);
+    free(cp);
+    return rc;
+}
+
 int rb_report_plot(const char *dir, const char *quant, int *n_out, rb_error *err) {
     *n_out = 0;
     rb_index_row *rows = NULL;
@@ -334,6 +400,7 @@ int rb_report_plot(const char *dir, const char *quant, int *n_out, rb_error *err
         snprintf(xlabel, sizeof xlabel, "calibration %s%s", abl[a], a == 1 ? " (windows per batch)" : a == 2 ? " (windows)" : "");
         rc = cat_save(cp, figdir, name, title, xlabel, "perplexity (first eval corpus)", n_out, err);
     }
+    if (!rc && n) rc = plot_option_ablations(figdir, r, n, n_out, err);
     /* learned methods: the figures each declares over its per-update logs (mean over runs sharing a label) */
     for (const rb_method *const *m = rb_methods(); !rc && n && *m; m++)
         for (const rb_method_figure *g = (*m)->figures; !rc && g && g->name; g++)

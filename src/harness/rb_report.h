@@ -10,7 +10,9 @@
 /* Writes <dir>/figures/<name>.{gp,svg,png} (with quant non-NULL: only the runs of that preset,
  * into <dir>/figures-<quant>/; RB_ENOTFOUND when there is none) for: kurtosis_<site> and act_mse_<site> per layer
  * (one line per method; identity = before rotation), ppl_vs_bits (per method, log y),
- * ablation_{order,batch,samples} (mean ± sd over seeds; only axes the runs vary), and the
+ * ablation_{order,batch,samples} (mean ± sd over seeds; only axes the runs vary),
+ * <method>_<option>_{ppl,kl} for every rotation option whose value differs among a method's runs
+ * (e.g. respinquant_rank_ppl; x = the option's value, one series per quantization setting), and the
  * learned methods' convergence from their /calibration traces: conqur_align_r1, conqur_align_r2
  * (alignment per update) and optrot_loss (loss / initial loss per step), each only when some run
  * logged it. *n_out receives the number written. */
