@@ -51,6 +51,7 @@ int rb_cmd_grad(int argc, char **argv) {
         rb_warn("grad: the text holds %d windows of %d tokens; using %d (--windows %ld)", n_win, p->seqlen, n_win,
                 windows);
     if ((rc = rb_rotgrad_init(&g, &p->cfg, &err))) goto fail;
+    if (p->rs && p->rs->ra && (rc = rb_rotgrad_layerwise(&g, &err))) goto fail; /* ReSpinQuant's bases */
     rb_rotgrad_opts go = {.quant = cp.have_quant ? &p->quant : NULL, .clipped_ste = clipped, .no_checkpoint = no_ckpt};
     double t0 = rb_now();
     if ((rc = rb_rotgrad_run(&p->base, &p->cfg, p->rs, &go, win, n_win, p->seqlen, &g, &err))) goto fail;
@@ -65,6 +66,12 @@ int rb_cmd_grad(int argc, char **argv) {
                           "seconds", secs, "engine_mib", g.peak_bytes / 1048576.0, "peak_rss_mb", rb_peak_rss_mb(),
                           "out", out);
     json_object_set_new(j, "quant", json_string(m.quant));
+    if (g.dRa) { /* layer-wise bases (ReSpinQuant): the norm over every ra and rm */
+        double na = 0;
+        for (int l = 0; l <= g.n_layers; l++) na += pow(fro(g.dRa[l], (size_t)g.dim * g.dim), 2);
+        for (int l = 0; l < g.n_layers; l++) na += pow(fro(g.dRm[l], (size_t)g.dim * g.dim), 2);
+        json_object_set_new(j, "grad_bases_norm", json_real(sqrt(na)));
+    }
     rb_cli_json_rotation(j, p);
     char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
     printf("%s\n", s);

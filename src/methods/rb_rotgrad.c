@@ -300,6 +300,15 @@ int rb_rotgrad_save(const char *path, const rb_rotgrad *g, const int32_t *ids, c
         bad = rb_h5_put_dataset(g2, name, 2, hh, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, g->dR2[l]);
     }
     rb_h5_close(&g2);
+    for (int k = 0; !bad && g->dRa && k < 2; k++) { /* layer-wise bases: grad/ra/<l> (l ≤ n_layers), grad/rm/<l> */
+        bad = (g2 = rb_h5_group(gg, k ? "rm" : "ra", 1, 1)) < 0;
+        for (int l = 0; !bad && l < g->n_layers + !k; l++) {
+            char name[16];
+            snprintf(name, sizeof name, "%d", l);
+            bad = rb_h5_put_dataset(g2, name, 2, dd, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, k ? g->dRm[l] : g->dRa[l]);
+        }
+        rb_h5_close(&g2);
+    }
     rb_h5_close(&gg);
     if (bad) {
         rc = rb_error_set(err, RB_EIO, "%s: writing %s failed: %s", path, tmp, rb_h5_last_error(d, sizeof d));

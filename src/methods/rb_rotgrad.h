@@ -73,7 +73,8 @@ typedef struct rb_rotgrad_meta {
  * complete): root attributes loss (mean cross-entropy, nats), model, quant, rotation, seqlen, windows,
  * dim, head_dim, n_layers, emb_center, ste ("plain"|"clipped"), rotbench_version, blas_core,
  * threads; datasets ids int32 [windows][seqlen], grad/r1 float64 [dim][dim], grad/r2/<layer> float64
- * [head_dim][head_dim] (docs/results-schema.md). Errors: RB_EIO naming the file, RB_ENOMEM. */
+ * [head_dim][head_dim], and for a layer-wise set grad/ra/<l> (l ≤ n_layers) and grad/rm/<l> float64
+ * [dim][dim] (grad/r1 then zero) (docs/results-schema.md). Errors: RB_EIO naming the file, RB_ENOMEM. */
 int rb_rotgrad_save(const char *path, const rb_rotgrad *g, const int32_t *ids, const rb_rotgrad_meta *m,
                     rb_error *err);
 

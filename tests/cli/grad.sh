@@ -32,6 +32,14 @@ expect_fail "GPTQ has no gradient" 2 "GPTQ has no gradient" \
 expect_fail "grad refuses RUQuant sets (chain rule into R1/R2 not derived)" 2 "holds RUQuant transforms \\(layer 0, attn_in\\): the chain rule" \
   "$RB" grad "$TMP/m" --text "$TMP/text.txt" --seqlen 64 --windows 2 --quant W4A4KV4 --rotation ruquant \
   --calib "$TMP/text.txt" --calib-samples 4 --out "$TMP/x.h5"
+out4=$("$RB" grad "$TMP/m" --text "$TMP/text.txt" --seqlen 64 --windows 2 --quant W4A4KV4 --rotation respinquant \
+  --rot-opt steps=1,windows=2,rank=1000 --calib "$TMP/text.txt" --calib-samples 4 --out "$TMP/g4.h5" 2>"$TMP/err"); rc=$?
+python3 -c "import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d['grad_bases_norm'] > 0 else 1)" "$out4" 2>/dev/null \
+  && ok "grad of a layer-wise (ReSpinQuant) set with exact junctions: gradients of every basis" \
+  || not_ok "grad with layer-wise bases" "exit $rc" "$(tail -3 "$TMP/err")"
+expect_fail "grad refuses low-rank junctions" 2 "holds low-rank junctions" \
+  "$RB" grad "$TMP/m" --text "$TMP/text.txt" --seqlen 64 --windows 2 --quant W4A4KV4 --rotation respinquant \
+  --rot-opt steps=1,windows=2 --calib "$TMP/text.txt" --calib-samples 4 --out "$TMP/x.h5"
 expect_fail "unwritable output names the file" 2 "nodir/g.h5" "$RB" grad "$TMP/m" "${common[@]}" --out "$TMP/nodir/g.h5"
 [ ! -e "$TMP/x.h5" ] && ok "nothing written on refusal" || not_ok "a file was left behind"
 
@@ -42,4 +50,13 @@ if [ $rc -eq 0 ] && grep -q "spinquant: result on step 0's windows" "$TMP/err" &
 else not_ok "spinquant through ppl" "exit $rc" "$(tail -3 "$TMP/err")"; fi
 expect_fail "spinquant without calibration is refused" 2 "spinquant: training needs calibration windows" \
   "$RB" ppl "$TMP/m" --text "$TMP/text.txt" --seqlen 64 --max-windows 4 --quant W4A4KV4 --rotation spinquant
+out=$("$RB" ppl "$TMP/m" --text "$TMP/text.txt" --seqlen 64 --max-windows 4 --quant W4A4KV4 --w-algo gptq --rotation respinquant \
+  --rot-opt steps=2,windows=2,rank=8 --calib "$TMP/text.txt" --calib-samples 4 --save-rotation "$TMP/rsq.h5" 2>"$TMP/err"); rc=$?
+if [ $rc -eq 0 ] && grep -q "respinquant: 4 junctions, low rank" "$TMP/err" && [ "$(field "$out" rotation)" = respinquant ]; then
+  ok "respinquant trains, fits rank-8 junctions and evaluates with GPTQ through ppl"
+else not_ok "respinquant through ppl" "exit $rc" "$(tail -3 "$TMP/err")"; fi
+out5=$("$RB" ppl "$TMP/m" --text "$TMP/text.txt" --seqlen 64 --max-windows 4 --quant W4A4KV4 --w-algo gptq \
+  --load-rotation "$TMP/rsq.h5" --calib "$TMP/text.txt" --calib-samples 4 2>/dev/null)
+[ "$(field "$out5" ppl)" = "$(field "$out" ppl)" ] && ok "the saved ReSpinQuant set (bases, junctions) reproduces the run" \
+  || not_ok "respinquant save/load" "$out" "$out5"
 done_testing
