@@ -50,6 +50,8 @@ int rb_cmd_logits(int argc, char **argv);
 int rb_cmd_inspect(int argc, char **argv);
 int rb_cmd_make_model(int argc, char **argv);
 int rb_cmd_bench(int argc, char **argv);
+/* `bench respinquant-step` (cmd_bench_train.c): one ReSpinQuant training step by parts, JSON on stdout. */
+int rb_bench_respinquant_step(rb_args *a, rb_error *err);
 int rb_cmd_methods(int argc, char **argv);
 int rb_cmd_run(int argc, char **argv);
 int rb_cmd_sweep(int argc, char **argv);

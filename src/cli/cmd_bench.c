@@ -1,5 +1,5 @@
 /* rotbench bench forward|backward: one decoder layer at Llama shapes (forward; forward with its tape
- * and the backward) vs plain sgemm in the same process. */
+ * and the backward) vs plain sgemm in the same process; respinquant-step: cmd_bench_train.c. */
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -207,8 +207,10 @@ int rb_cmd_bench(int argc, char **argv) {
     int rc;
     if (what && (!strcmp(what, "forward") || !strcmp(what, "backward")))
         rc = bench_layer(&a, !strcmp(what, "backward"), &err);
+    else if (what && !strcmp(what, "respinquant-step"))
+        rc = rb_bench_respinquant_step(&a, &err);
     else
-        rc = rb_error_set(&err, RB_EINVAL, "bench: usage: rotbench bench forward|backward [options]");
+        rc = rb_error_set(&err, RB_EINVAL, "bench: usage: rotbench bench forward|backward|respinquant-step [options]");
     rb_args_free(&a);
     return rc ? rb_cli_fail(&err) : RB_EXIT_OK;
 }

@@ -40,6 +40,8 @@ static const char *const usage_text =
     "  make-model OUT --preset NAME [--seed S] [--dtype F32|F16|BF16] [--shards N]\n"
     "            [--layers N --dim D --hidden H --heads H --kv-heads K --vocab V]\n"
     "  bench forward|backward [--dim D --hidden H --heads H --kv-heads K --T N --reps R]\n"
+    "  bench respinquant-step [--dim D ... --T N --layers L --target-layers N --rank R]\n"
+    "                                                    one ReSpinQuant training step by parts (JSON)\n"
     "  version\n"
     "\n"
     "MODEL is a Hugging Face directory (config.json + safetensors) or a llama2.c .bin file.\n"

@@ -195,13 +195,15 @@ static int init_params(rs_state *s, const rb_method_ctx *ctx, int shared, rb_err
     return rc;
 }
 
-/* The junctions of the trained set: rank r (< dim) low-rank ones into out->jn, with ‖T − I‖_F and
- * ‖T − T̂‖_F per junction in trace respinquant_junctions; rank ≥ dim leaves the exact dense ones. */
+/* The junctions of the trained set: rank r (< dim) low-rank ones into out->jn; rank ≥ dim leaves the
+ * exact dense ones. Trace respinquant_junctions, one row per junction (junction 0 = attention add,
+ * 1 = FFN add): ‖T − I‖_F (dev), ‖T − T̂‖_F (approx_err), their ratio, T̂'s orthogonality error and its
+ * online multiply-adds per token. */
 static int fit_junctions(const rb_method_ctx *ctx, rb_rotset *out, int rank, rb_error *err) {
     const rb_llama_config *c = ctx->cfg;
     int d = c->dim, L = c->n_layers, rc;
     rb_trace_table *tt = NULL;
-    if ((rc = rb_trace_table_new(ctx->trace, "respinquant_junctions", "layer,junction,rank,dev,approx_err,rel_err,orth_error",
+    if ((rc = rb_trace_table_new(ctx->trace, "respinquant_junctions", "layer,junction,rank,dev,approx_err,rel_err,orth_error,online_macs",
                                  &tt, err)))
         return rc;
     double *T = malloc(sizeof(double) * (size_t)d * d);
@@ -218,7 +220,8 @@ static int fit_junctions(const rb_method_ctx *ctx, rb_rotset *out, int rank, rb_
                 break;
             }
             double ae = exact ? 0.0 : j->approx_err, rel = j->dev > 0 ? ae / j->dev : 0.0;
-            double row[] = {l, k, exact ? d : rank, j->dev, ae, rel, exact ? 0.0 : j->orth_err};
+            double macs = exact ? (double)d * d : 2.0 * d * rank + (double)rank * rank; /* per token */
+            double row[] = {l, k, exact ? d : rank, j->dev, ae, rel, exact ? 0.0 : j->orth_err, macs};
             worst_dev = fmax(worst_dev, j->dev), sum_rel += rel;
             if (exact) rb_junction_free(j);
             else out->jn[l][k] = j;
@@ -228,7 +231,7 @@ static int fit_junctions(const rb_method_ctx *ctx, rb_rotset *out, int rank, rb_
     /* online cost per token against the model's linear layers (multiply-adds) */
     double lin = (double)L * ((double)d * (c->n_heads + 2 * c->n_kv_heads) * c->head_dim + (double)d * c->n_heads * c->head_dim +
                               3.0 * d * c->hidden_dim) + (double)d * c->vocab_size;
-    double per = exact ? (double)d * d : 2.0 * d * rank + (double)rank * rank, cost = 2.0 * L * per;
+    double cost = 2.0 * L * (exact ? (double)d * d : 2.0 * d * rank + (double)rank * rank);
     rb_info("respinquant: %d junctions, %s: max ||T - I||_F %.4g, mean ||T - T^||_F / ||T - I||_F %.4g; online cost "
             "%.4g MACs per token (%.3f%% of the linear layers)",
             2 * L, exact ? "exact dense" : "low rank", worst_dev, exact ? 0.0 : sum_rel / (2 * L), cost, 100.0 * cost / lin);
