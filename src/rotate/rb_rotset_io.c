@@ -35,17 +35,11 @@
 
 #include "core/rb_h5.h"
 #include "rb_orth.h"
+#include "rb_rotset_io_internal.h"
 
 #ifndef RB_VERSION
 #define RB_VERSION "unknown"
 #endif
-
-/* Sanity bounds on a file's shapes: far above any real model, low enough that a corrupt header
- * cannot drive a huge allocation (an order-2^20 R would already be 8 TiB and fail cleanly). */
-#define ROTSET_MAX_ORDER (1 << 20)
-#define ROTSET_MAX_LAYERS (1 << 16)
-/* Layer group names are decimal indices below ROTSET_MAX_LAYERS: a few characters. */
-#define ROTSET_NAME_MAX 32
 
 /* ---- save ------------------------------------------------------------------------------ */
 
@@ -204,63 +198,6 @@ static int write_rot_group(hid_t loc, const rot_group *g, const double *oe, cons
     return rc;
 }
 
-/* Group name of junction k of layer l. */
-static void junction_obj(char *buf, size_t cap, int l, int k) {
-    snprintf(buf, cap, "/junction/%d/%s", l, rb_junction_name(k));
-}
-
-/* Checks the junctions of s before anything is written; the worst orthogonality error into *worst. */
-static int check_junctions(const rb_rotset *s, const char *path, double *worst, rb_error *err) {
-    if (!s->jn) return 0;
-    if (!s->ra) return rb_error_set(err, RB_EINVAL, "%s: junctions without layer-wise bases", path);
-    char obj[64];
-    for (int l = 0; l < s->n_layers; l++)
-        for (int k = 0; k < RB_JN_COUNT; k++) {
-            const rb_junction *j = s->jn[l][k];
-            if (!j) continue;
-            junction_obj(obj, sizeof obj, l, k);
-            if (j->n != s->dim || j->r < 0 || j->r > j->n)
-                return rb_error_set(err, RB_EINVAL, "%s: %s: width %d rank %d for dim %d", path, obj, j->n, j->r, s->dim);
-            double e = rb_junction_orth_err(j);
-            if (!(e <= RB_ROT_ORTH_TOL))
-                return rb_error_set(err, RB_EINVAL, "%s: %s: not orthogonal: error %.3g > %.0e", path, obj, e,
-                                    RB_ROT_ORTH_TOL);
-            if (e > *worst) *worst = e;
-        }
-    return 0;
-}
-
-/* /junction/<l>/<attn|mlp> of s into loc: attrs n, r (int32), dev, approx_err, orth_error (float64;
- * NaN allowed for the first two: unknown); datasets Q float64 [n][r], M float64 [r][r] when r > 0. */
-static int write_junctions(hid_t loc, const rb_rotset *s, const char *path, rb_error *err) {
-    hid_t g = -1, gl = -1, gj = -1;
-    char d[256], obj[64], name[ROTSET_NAME_MAX];
-    int rc = 0;
-    for (int l = 0; s->jn && l < s->n_layers && !rc; l++) {
-        for (int k = 0; k < RB_JN_COUNT && !rc; k++) {
-            const rb_junction *j = s->jn[l][k];
-            if (!j) continue;
-            junction_obj(obj, sizeof obj, l, k);
-            snprintf(name, sizeof name, "%d", l);
-            hsize_t dq[2] = {(hsize_t)j->n, (hsize_t)j->r}, dm[2] = {(hsize_t)j->r, (hsize_t)j->r};
-            int bad = (g < 0 && (g = H5Gcreate2(loc, "junction", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) ||
-                      (gl < 0 && (gl = H5Gcreate2(g, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) ||
-                      (gj = H5Gcreate2(gl, rb_junction_name(k), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
-                      rb_h5_put_i32(gj, "n", j->n) || rb_h5_put_i32(gj, "r", j->r) ||
-                      rb_h5_put_f64(gj, "dev", j->dev) || rb_h5_put_f64(gj, "approx_err", j->approx_err) ||
-                      rb_h5_put_f64(gj, "orth_error", rb_junction_orth_err(j));
-            if (!bad && j->r > 0)
-                bad = rb_h5_put_dataset_checked(gj, "Q", 2, dq, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, j->Q) ||
-                      rb_h5_put_dataset_checked(gj, "M", 2, dm, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, j->M);
-            rb_h5_close(&gj);
-            if (bad) rc = rb_error_set(err, RB_EIO, "%s: writing %s failed: %s", path, obj, rb_h5_last_error(d, sizeof d));
-        }
-        rb_h5_close(&gl);
-    }
-    rb_h5_close(&g);
-    return rc;
-}
-
 /* Attributes, /r1, /r2/<l>, /ra/<l>, /rm/<l>, /junction and /ruquant of s into the HDF5 location loc
  * (a file root or a group); `path` names it in messages. Checks every rotation first. */
 int rb_rotset_write_loc(int64_t loc, const rb_rotset *s, const char *path, rb_error *err) {
@@ -288,7 +225,7 @@ int rb_rotset_write_loc(int64_t loc, const rb_rotset *s, const char *path, rb_er
             if (!rc && oe[i][l] > worst) worst = oe[i][l];
         }
     }
-    if (!rc) rc = check_junctions(s, path, &worst, err);
+    if (!rc) rc = rb_rsio_check_junctions(s, path, &worst, err);
     if (rc) goto out;
     if (s->ruq) {
         if (s->n_layers < 1) {
@@ -324,7 +261,7 @@ int rb_rotset_write_loc(int64_t loc, const rb_rotset *s, const char *path, rb_er
         goto out;
     }
     for (int i = 0; i < ng && !rc; i++) rc = write_rot_group(f, &grp[i], oe[i], path, err);
-    if (!rc) rc = write_junctions(f, s, path, err);
+    if (!rc) rc = rb_rsio_write_junctions(f, s, path, err);
     if (!rc && s->ruq) rc = write_ruq(f, s, oq, path, err);
 out:
     for (int i = 0; i < 3; i++) free(oe[i]);
@@ -398,7 +335,7 @@ fail:
 /* ---- load ------------------------------------------------------------------------------ */
 
 /* float32/float64 attribute holding a finite non-negative value (an error measure). */
-static int get_err_value(rb_h5_reader *L, hid_t obj, const char *oname, const char *name, double *out) {
+int rb_rsio_get_err_value(rb_h5_reader *L, hid_t obj, const char *oname, const char *name, double *out) {
     double v;
     int rc = rb_h5_get_f64(L, obj, oname, name, &v);
     if (!rc && !(isfinite(v) && v >= 0))
@@ -409,7 +346,7 @@ static int get_err_value(rb_h5_reader *L, hid_t obj, const char *oname, const ch
 
 /* Opens dataset `name` in g (object name oname) and checks its class, element size and shape
  * [n] (rank 1) or [n][m] (rank 2) before anything is read; dimname names n in messages. */
-static int dataset_open(rb_h5_reader *L, hid_t g, const char *oname, const char *name, H5T_class_t want, size_t esize,
+int rb_rsio_dataset_open(rb_h5_reader *L, hid_t g, const char *oname, const char *name, H5T_class_t want, size_t esize,
                         int rank, int n, int m, const char *dimname, hid_t *out) {
     *out = -1;
     hid_t d = H5Dopen2(g, name, H5P_DEFAULT), t = -1, sp = -1;
@@ -469,7 +406,7 @@ static int read_rot(rb_h5_reader *L, hid_t g, const char *gname, int n, const ch
     double stored_err;
     int rc = rb_h5_get_str(L, g, gname, "kind", kind, sizeof kind);
     if (!rc) rc = rb_h5_get_i32(L, g, gname, "n", 1, ROTSET_MAX_ORDER, &fn);
-    if (!rc) rc = get_err_value(L, g, gname, "orth_error", &stored_err);
+    if (!rc) rc = rb_rsio_get_err_value(L, g, gname, "orth_error", &stored_err);
     if (rc) return rc;
     if (fn != n) return rb_h5_fail(L, RB_EFORMAT, gname, "n = %d does not match %s %d", fn, dimname, n);
     int hadamard = !strcmp(kind, "hadamard");
@@ -483,7 +420,7 @@ static int read_rot(rb_h5_reader *L, hid_t g, const char *gname, int n, const ch
     /* Both present means the writer was confused about what the matrix is: refuse to guess. */
     if (has_other) return rb_h5_fail(L, RB_EFORMAT, gname, "holds both R and signs (kind %s)", kind);
     hid_t d;
-    if ((rc = dataset_open(L, g, obj, name, hadamard ? H5T_INTEGER : H5T_FLOAT, hadamard ? 1 : 8, hadamard ? 1 : 2, n,
+    if ((rc = rb_rsio_dataset_open(L, g, obj, name, hadamard ? H5T_INTEGER : H5T_FLOAT, hadamard ? 1 : 8, hadamard ? 1 : 2, n,
                            n, dimname, &d)))
         return rc;
     size_t count = hadamard ? (size_t)n : (size_t)n * (size_t)n, esize = hadamard ? 1 : sizeof(double);
@@ -510,7 +447,7 @@ static int read_rot(rb_h5_reader *L, hid_t g, const char *gname, int n, const ch
 }
 
 /* Parses a layer group name: decimal without sign or leading zeros, below n_layers. */
-static int parse_layer(const char *name, int n_layers) {
+int rb_rsio_parse_layer(const char *name, int n_layers) {
     if (!name[0] || (name[0] == '0' && name[1])) return -1;
     long v = 0;
     for (const char *p = name; *p; p++) {
@@ -522,7 +459,6 @@ static int parse_layer(const char *name, int n_layers) {
 }
 
 static int load_rot_group(rb_h5_reader *L, hid_t f, const rot_group *g);
-static int load_junctions(rb_h5_reader *L, hid_t f, rb_rotset *s);
 static int load_ruq(rb_h5_reader *L, hid_t f, rb_rotset *s);
 
 /* Everything after the file is open; fills s (already zeroed) and leaves cleanup to the caller. */
@@ -544,7 +480,7 @@ static int load_open(rb_h5_reader *L, hid_t f, rb_rotset *s) {
     int cross = 0, layerwise = 0;
     if (!rc && H5Aexists(f, "cross_head") > 0) rc = rb_h5_get_i32(L, f, "/", "cross_head", 0, 1, &cross);
     if (!rc && H5Aexists(f, "layerwise") > 0) rc = rb_h5_get_i32(L, f, "/", "layerwise", 0, 1, &layerwise);
-    if (!rc) rc = get_err_value(L, f, "/", "max_orth_error", &max_err);
+    if (!rc) rc = rb_rsio_get_err_value(L, f, "/", "max_orth_error", &max_err);
     if (rc) return rc;
     rb_error e;
     if ((rc = rb_rotset_init(s, method, dim, head_dim, hidden_dim, n_layers, &e)))
@@ -572,7 +508,7 @@ static int load_open(rb_h5_reader *L, hid_t f, rb_rotset *s) {
     int ng = rot_groups(s, grp);
     for (int i = 0; i < ng; i++)
         if ((rc = load_rot_group(L, f, &grp[i]))) return rc;
-    if ((rc = load_junctions(L, f, s))) return rc;
+    if ((rc = rb_rsio_load_junctions(L, f, s))) return rc;
     return load_ruq(L, f, s);
 }
 
@@ -601,7 +537,7 @@ static int load_rot_group(rb_h5_reader *L, hid_t f, const rot_group *g) {
             rc = rb_h5_fail(L, RB_EFORMAT, gname, "cannot list members: %s", rb_h5_detail(L));
             break;
         }
-        int l = (size_t)len < sizeof name ? parse_layer(name, g->count) : -1;
+        int l = (size_t)len < sizeof name ? rb_rsio_parse_layer(name, g->count) : -1;
         if (l < 0) {
             rc = rb_h5_fail(L, RB_EFORMAT, gname, "member '%s%s' is not a layer index in [0, %d)", name,
                             (size_t)len < sizeof name ? "" : "...", g->count);
@@ -627,7 +563,7 @@ out:
 
 /* Names of the members of group g (object name gname), one at a time: *name gets member i.
  * Returns 0, or an error naming gname; a name longer than cap − 1 reads as "...". */
-static int member_name(rb_h5_reader *L, hid_t g, const char *gname, hsize_t i, char *name, size_t cap) {
+int rb_rsio_member_name(rb_h5_reader *L, hid_t g, const char *gname, hsize_t i, char *name, size_t cap) {
     ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, cap, H5P_DEFAULT);
     if (len < 0) return rb_h5_fail(L, RB_EFORMAT, gname, "cannot list members: %s", rb_h5_detail(L));
     if ((size_t)len >= cap) snprintf(name, cap, "...");
@@ -644,7 +580,7 @@ static int read_ruq_data(rb_h5_reader *L, hid_t g, const char *gname, const char
     if (has < 0) return rb_h5_fail(L, RB_EFORMAT, gname, "cannot list members: %s", rb_h5_detail(L));
     if (!has) return rb_h5_fail(L, RB_EFORMAT, obj, "dataset missing");
     hid_t d;
-    int rc = dataset_open(L, g, obj, name, want, esize, rank, n, n, dimname, &d);
+    int rc = rb_rsio_dataset_open(L, g, obj, name, want, esize, rank, n, n, dimname, &d);
     if (rc) return rc;
     if (H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
         rc = rb_h5_fail(L, RB_EFORMAT, obj, "cannot read: %s", rb_h5_detail(L));
@@ -659,7 +595,7 @@ static int read_ruq_site(rb_h5_reader *L, hid_t g, const char *gname, const rb_r
     double stored_err;
     int rc = rb_h5_get_i32(L, g, gname, "n", 1, ROTSET_MAX_ORDER, &n);
     if (!rc) rc = rb_h5_get_i32(L, g, gname, "block", 1, ROTSET_MAX_ORDER, &block);
-    if (!rc) rc = get_err_value(L, g, gname, "orth_error", &stored_err);
+    if (!rc) rc = rb_rsio_get_err_value(L, g, gname, "orth_error", &stored_err);
     int fused = 0, has_fused = rc ? 0 : rb_h5_has_attr(L, g, gname, "scale_fused");
     if (has_fused < 0) rc = L->err->code;
     else if (has_fused) rc = rb_h5_get_i32(L, g, gname, "scale_fused", 0, 1, &fused);
@@ -685,90 +621,6 @@ static int read_ruq_site(rb_h5_reader *L, hid_t g, const char *gname, const rb_r
     return rc;
 }
 
-/* Junction group g (object name gname) into *out (width s->dim). */
-static int read_junction(rb_h5_reader *L, hid_t g, const char *gname, const rb_rotset *s, rb_junction **out) {
-    *out = NULL;
-    int n, r;
-    double dev, ae, stored;
-    int rc = rb_h5_get_i32(L, g, gname, "n", 1, ROTSET_MAX_ORDER, &n);
-    if (!rc) rc = rb_h5_get_i32(L, g, gname, "r", 0, ROTSET_MAX_ORDER, &r);
-    if (!rc) rc = rb_h5_get_f64(L, g, gname, "dev", &dev);
-    if (!rc) rc = rb_h5_get_f64(L, g, gname, "approx_err", &ae);
-    if (!rc) rc = get_err_value(L, g, gname, "orth_error", &stored);
-    if (rc) return rc;
-    if (n != s->dim) return rb_h5_fail(L, RB_EFORMAT, gname, "n = %d does not match dim %d", n, s->dim);
-    if (r > n) return rb_h5_fail(L, RB_EFORMAT, gname, "rank %d above n = %d", r, n);
-    rb_error e;
-    rb_junction *j;
-    if ((rc = rb_junction_alloc(n, r, &j, &e))) return rb_h5_fail(L, rc, gname, "%s", e.msg);
-    j->dev = dev, j->approx_err = ae;
-    char obj[ROTSET_NAME_MAX * 2 + 32];
-    for (int i = 0; i < 2 && r > 0 && !rc; i++) {
-        const char *name = i ? "M" : "Q";
-        snprintf(obj, sizeof obj, "%s/%s", gname, name);
-        htri_t has = H5Lexists(g, name, H5P_DEFAULT);
-        hid_t d = -1;
-        if (has <= 0) rc = rb_h5_fail(L, RB_EFORMAT, obj, "dataset missing (rank %d)", r);
-        else if (!(rc = dataset_open(L, g, obj, name, H5T_FLOAT, 8, 2, i ? r : n, r, i ? "r" : "n", &d))) {
-            if (H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, i ? j->M : j->Q) < 0)
-                rc = rb_h5_fail(L, RB_EFORMAT, obj, "cannot read: %s", rb_h5_detail(L));
-            H5Dclose(d);
-        }
-    }
-    if (!rc && (rc = rb_junction_check(j, &e))) rc = rb_h5_fail(L, rc == RB_ENOMEM ? rc : RB_EFORMAT, gname, "%s", e.msg);
-    if (rc) rb_junction_free(j);
-    else *out = j;
-    return rc;
-}
-
-/* /junction/<l>/<attn|mlp> of f into s (absent: none; needs layer-wise bases). */
-static int load_junctions(rb_h5_reader *L, hid_t f, rb_rotset *s) {
-    htri_t has = H5Lexists(f, "junction", H5P_DEFAULT);
-    if (has < 0) return rb_h5_fail(L, RB_EFORMAT, "/", "cannot list members: %s", rb_h5_detail(L));
-    if (!has) return 0;
-    if (!s->ra) return rb_h5_fail(L, RB_EFORMAT, "/junction", "present in a set without layer-wise bases");
-    rb_error e;
-    int rc = rb_rotset_jn_alloc(s, &e);
-    if (rc) return rb_h5_fail(L, rc, "/junction", "%s", e.msg);
-    hid_t g = H5Gopen2(f, "junction", H5P_DEFAULT), gl = -1, gj = -1;
-    if (g < 0) return rb_h5_fail(L, RB_EFORMAT, "/junction", "cannot open as a group: %s", rb_h5_detail(L));
-    H5G_info_t info = {0}, li = {0};
-    if (H5Gget_info(g, &info) < 0) rc = rb_h5_fail(L, RB_EFORMAT, "/junction", "cannot list members: %s", rb_h5_detail(L));
-    for (hsize_t i = 0; !rc && i < info.nlinks; i++) {
-        char name[ROTSET_NAME_MAX], lname[ROTSET_NAME_MAX + 16], kn[ROTSET_NAME_MAX], jname[ROTSET_NAME_MAX * 2 + 16];
-        if ((rc = member_name(L, g, "/junction", i, name, sizeof name))) break;
-        int l = parse_layer(name, s->n_layers);
-        if (l < 0) {
-            rc = rb_h5_fail(L, RB_EFORMAT, "/junction", "member '%s' is not a layer index in [0, %d)", name, s->n_layers);
-            break;
-        }
-        snprintf(lname, sizeof lname, "/junction/%d", l);
-        if ((gl = H5Gopen2(g, name, H5P_DEFAULT)) < 0 || H5Gget_info(gl, &li) < 0) {
-            rc = rb_h5_fail(L, RB_EFORMAT, lname, "cannot open as a group: %s", rb_h5_detail(L));
-            break;
-        }
-        for (hsize_t q = 0; !rc && q < li.nlinks; q++) {
-            if ((rc = member_name(L, gl, lname, q, kn, sizeof kn))) break;
-            int k = !strcmp(kn, "attn") ? RB_JN_ATTN : !strcmp(kn, "mlp") ? RB_JN_MLP : -1;
-            if (k < 0) {
-                rc = rb_h5_fail(L, RB_EFORMAT, lname, "member '%s' is not a junction (attn, mlp)", kn);
-                break;
-            }
-            snprintf(jname, sizeof jname, "%s/%s", lname, kn);
-            if ((gj = H5Gopen2(gl, kn, H5P_DEFAULT)) < 0) {
-                rc = rb_h5_fail(L, RB_EFORMAT, jname, "cannot open as a group: %s", rb_h5_detail(L));
-                break;
-            }
-            rc = read_junction(L, gj, jname, s, &s->jn[l][k]);
-            rb_h5_close(&gj);
-        }
-        rb_h5_close(&gl);
-    }
-    rb_h5_close(&gl);
-    rb_h5_close(&g);
-    return rc;
-}
-
 /* /ruquant/<l>/<site> of f into s (absent group: no RUQuant transform). */
 static int load_ruq(rb_h5_reader *L, hid_t f, rb_rotset *s) {
     htri_t has = H5Lexists(f, "ruquant", H5P_DEFAULT);
@@ -783,8 +635,8 @@ static int load_ruq(rb_h5_reader *L, hid_t f, rb_rotset *s) {
     if (!rc && H5Gget_info(g, &info) < 0) rc = rb_h5_fail(L, RB_EFORMAT, "/ruquant", "cannot list members: %s", rb_h5_detail(L));
     for (hsize_t i = 0; !rc && i < info.nlinks; i++) {
         char name[ROTSET_NAME_MAX], lname[ROTSET_NAME_MAX + 16], site[ROTSET_NAME_MAX], sname[ROTSET_NAME_MAX * 2 + 16];
-        if ((rc = member_name(L, g, "/ruquant", i, name, sizeof name))) break;
-        int l = parse_layer(name, s->n_layers);
+        if ((rc = rb_rsio_member_name(L, g, "/ruquant", i, name, sizeof name))) break;
+        int l = rb_rsio_parse_layer(name, s->n_layers);
         if (l < 0) {
             rc = rb_h5_fail(L, RB_EFORMAT, "/ruquant", "member '%s' is not a layer index in [0, %d)", name, s->n_layers);
             break;
@@ -795,7 +647,7 @@ static int load_ruq(rb_h5_reader *L, hid_t f, rb_rotset *s) {
             break;
         }
         for (hsize_t j = 0; !rc && j < li.nlinks; j++) {
-            if ((rc = member_name(L, gl, lname, j, site, sizeof site))) break;
+            if ((rc = rb_rsio_member_name(L, gl, lname, j, site, sizeof site))) break;
             int k = rb_ruq_site_from_name(site);
             if (k < 0) {
                 rc = rb_h5_fail(L, RB_EFORMAT, lname, "member '%s' is not a site (attn_in, o_in, mlp_in, down_in)", site);
