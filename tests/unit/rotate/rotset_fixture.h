@@ -29,6 +29,7 @@ typedef struct fixture {
     char dir[512];
     char good[600]; /* a valid file written by rb_rotset_save */
     char good_ruq[600]; /* the same set with RUQuant site transforms (make_ruq_set) */
+    char good_lw[600];  /* a layer-wise set with rank-4 junctions (make_lw_set) */
 } fixture;
 
 static inline void path_in(const fixture *fx, const char *name, char *buf, size_t cap) {
@@ -195,6 +196,29 @@ static inline void expect_load_error(const char *path, int code, const char *nee
     assert_no_open_h5();
 }
 
+/* A layer-wise set (ReSpinQuant's layout): random ra[0..LAYERS], rm, and rank-4 junctions fitted to
+ * the exact ones; layer 2 has no mid basis (identity). */
+static inline void make_lw_set(rb_rotset *s) {
+    rb_error err;
+    rb_rng rng;
+    rb_rng_seed(&rng, 13, "lw");
+    assert_int_equal(rb_rotset_init(s, "respinquant", DIM, HEAD, HIDDEN, LAYERS, &err), 0);
+    assert_int_equal(rb_rotset_layerwise_alloc(s, &err), 0);
+    double *R = malloc(sizeof(double) * DIM * DIM);
+    for (int l = 0; l < 2 * LAYERS + 1; l++) {
+        if (l == LAYERS + 1 + 2) continue;
+        assert_int_equal(rb_orth_random(&rng, DIM, R, &err), 0);
+        assert_int_equal(rb_rot_from_dense(R, DIM, l <= LAYERS ? &s->ra[l] : &s->rm[l - LAYERS - 1], &err), 0);
+    }
+    assert_int_equal(rb_rotset_jn_alloc(s, &err), 0);
+    for (int l = 0; l < LAYERS; l++)
+        for (int k = 0; k < RB_JN_COUNT; k++) {
+            rb_rotset_junction_exact(s, l, k, R);
+            assert_int_equal(rb_junction_fit(R, DIM, 4, &s->jn[l][k], &err), 0);
+        }
+    free(R);
+}
+
 static inline int setup(void **state) {
     fixture *fx = calloc(1, sizeof *fx);
     rb_test_tmpdir(fx->dir, sizeof fx->dir);
@@ -210,6 +234,13 @@ static inline int setup(void **state) {
     path_in(fx, "good_ruq.h5", fx->good_ruq, sizeof fx->good_ruq);
     make_ruq_set(&s);
     if (rb_rotset_save(&s, fx->good_ruq, &err)) {
+        fprintf(stderr, "# save: %s\n", err.msg);
+        return -1;
+    }
+    rb_rotset_free(&s);
+    path_in(fx, "good_lw.h5", fx->good_lw, sizeof fx->good_lw);
+    make_lw_set(&s);
+    if (rb_rotset_save(&s, fx->good_lw, &err)) {
         fprintf(stderr, "# save: %s\n", err.msg);
         return -1;
     }

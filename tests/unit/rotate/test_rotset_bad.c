@@ -351,6 +351,61 @@ static void test_load_bad_ruq(void **state) {
     }
 }
 
+/* Layer-wise sets: bases and junctions. */
+static void m_lw_no_attr(hid_t f) { assert_true(H5Adelete_by_name(f, "/", "layerwise", H5P_DEFAULT) >= 0); }
+static void m_lw_ra_index(hid_t f) { H5Gclose(H5Gcreate2(f, "/ra/9", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)); }
+static void m_lw_q_shape(hid_t f) {
+    static double Q[DIM * 3];
+    put_data(f, "/junction/1/mlp/Q", H5T_NATIVE_DOUBLE, 2, DIM, 3, Q);
+}
+static void m_lw_m_orth(hid_t f) {
+    double M[16] = {0.5};
+    put_data(f, "/junction/0/attn/M", H5T_NATIVE_DOUBLE, 2, 4, 4, M);
+}
+static void m_lw_q_orth(hid_t f) {
+    static double Q[DIM * 4];
+    for (int i = 0; i < 4; i++) Q[i * 4 + i] = 1, Q[(i + 8) * 4 + i] = 1; /* columns of norm √2 */
+    put_data(f, "/junction/2/mlp/Q", H5T_NATIVE_DOUBLE, 2, DIM, 4, Q);
+}
+static void m_lw_rank(hid_t f) { put_int(f, "/junction/1/attn", "r", H5T_STD_I32LE, DIM + 1); }
+static void m_lw_n(hid_t f) { put_int(f, "/junction/1/attn", "n", H5T_STD_I32LE, 32); }
+static void m_lw_kind(hid_t f) { H5Gclose(H5Gcreate2(f, "/junction/1/ffn", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)); }
+static void m_lw_missing(hid_t f) { rm(f, "/junction/3/mlp/M"); }
+static void m_lw_r1(hid_t f) {
+    static double R[DIM * DIM];
+    identity_into(R, DIM, 1.0);
+    H5Gclose(H5Gcreate2(f, "/r1", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    put_data(f, "/r1/R", H5T_NATIVE_DOUBLE, 2, DIM, DIM, R);
+}
+
+static const bad_case bad_lw[] = {
+    {"lw_no_attr", m_lw_no_attr, RB_EFORMAT, "present in a set without layer-wise bases"},
+    {"lw_ra_index", m_lw_ra_index, RB_EFORMAT, "/ra: member '9' is not a layer index in [0, 5)"},
+    {"lw_q_shape", m_lw_q_shape, RB_EFORMAT, "/junction/1/mlp/Q: shape [64][3] does not match n 64 (expected [64][4])"},
+    {"lw_m_orth", m_lw_m_orth, RB_EFORMAT, "/junction/0/attn: junction (width 64, rank 4): Q not orthonormal or M + I not orthogonal"},
+    {"lw_q_orth", m_lw_q_orth, RB_EFORMAT, "/junction/2/mlp: junction (width 64, rank 4)"},
+    {"lw_rank", m_lw_rank, RB_EFORMAT, "/junction/1/attn: rank 65 above n = 64"},
+    {"lw_n", m_lw_n, RB_EFORMAT, "/junction/1/attn: n = 32 does not match dim 64"},
+    {"lw_kind", m_lw_kind, RB_EFORMAT, "/junction/1: member 'ffn' is not a junction (attn, mlp)"},
+    {"lw_missing", m_lw_missing, RB_EFORMAT, "/junction/3/mlp/M: dataset missing (rank 4)"},
+    {"lw_r1", m_lw_r1, RB_EFORMAT, "/r1: present in a set with layer-wise bases"},
+};
+
+static void test_load_bad_layerwise(void **state) {
+    fixture *fx = *state;
+    char p[1024];
+    rb_rotset s;
+    rb_error err;
+    assert_int_equal(rb_rotset_load(fx->good_lw, &s, &err), 0); /* the unmodified file loads */
+    assert_non_null(s.jn);
+    assert_null(s.rm[2]);
+    rb_rotset_free(&s);
+    for (size_t t = 0; t < sizeof bad_lw / sizeof *bad_lw; t++) {
+        mutate_copy_of(fx, fx->good_lw, bad_lw[t].name, bad_lw[t].fn, p, sizeof p);
+        expect_load_error(p, bad_lw[t].code, bad_lw[t].needle);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_missing_and_not_hdf5),
@@ -360,6 +415,7 @@ int main(void) {
         cmocka_unit_test(test_load_flipped_data),
         cmocka_unit_test(test_load_foreign_types),
         cmocka_unit_test(test_load_bad_ruq),
+        cmocka_unit_test(test_load_bad_layerwise),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
