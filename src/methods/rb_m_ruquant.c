@@ -1,9 +1,10 @@
-/* ruquant: RUQuant stage 1 (METHODS §5.2–5.3). Per decoder layer and linear input (attn_in,
- * o_in, mlp_in, down_in) a SmoothQuant scaling followed by blockdiag(R_0ᵀ)·P_zigzag·blockdiag(R_1ᵀ)·
+/* ruquant: RUQuant (METHODS §5.2–5.4). Stage 1: per decoder layer and linear input (attn_in, o_in,
+ * mlp_in, down_in) a SmoothQuant scaling followed by blockdiag(R_0ᵀ)·P_zigzag·blockdiag(R_1ᵀ)·
  * (I − 2vvᵀ), fitted in closed form on that site's calibration inputs (rb_ruquant.c), applied
- * online to the activation and fused into the weights reading it (rb_fuse.c). R1/R2 are the
- * identity; R3 (per-head Hadamard on Q/K after RoPE) is RUQuant's Q/K Hadamard; R4 is off since
- * down_in gets its own transform.
+ * online to the activation and fused into the weights reading it (rb_fuse.c). Stage 2 (option
+ * stage, default 2 as published): the four global Householder vectors of each layer fine-tuned on
+ * the block-output MSE (rb_ruq_train.c). R1/R2 are the identity; R3 (per-head Hadamard on Q/K after
+ * RoPE) is RUQuant's Q/K Hadamard; R4 is off since down_in gets its own transform.
  *
  * Calibration is layer-major over the prepared model (γ folded, untied; rb_fused on the set being
  * built, so every site sees the transforms already fitted upstream): for each layer and each of its
@@ -13,15 +14,22 @@
  * and an active quant setting, weights are RTN-quantized with the run's weight spec and activations
  * and K/V fake-quantized with its a/kv specs upstream of every collected site, as RUQuant does.
  *
+ * Stage 2, per layer after its four sites are fitted: the FP stream (the first `samples` windows
+ * through the original FP layers, no transform, no quantization) goes through FP layer l, giving
+ * the targets; the quantized stream X_q (the same windows through the already trained quantized
+ * layers) is the input; `epochs` passes of AdamW steps on `batch` windows each train the four
+ * vectors (weights re-quantized from the current vectors every step, straight-through); the trained
+ * vectors are written back and X_q goes through the trained layer. When the stage-1 stream already
+ * is X_q (pseudo_sequence off, calib_quant on, quantization active) it is shared. Without any
+ * quantization the block output equals the FP one and stage 2 is skipped (logged).
+ *
  * Memory: the stream's hidden states (S·T·dim floats, S = calib_n windows, or 1 with
  * pseudo_sequence), the collected inputs of one site in double (S·T·width, width up to
  * max(dim, hidden_dim)) which the fit transforms in place, one layer of weights, and forward scratch
  * for one sub-batch. With 128×2048 windows of a 7B model (hidden 11008) the site buffer alone is
- * 23 GB: use pseudo_sequence (RUQuant's own setting, 180 MB) there.
- *
- * Stage 2 (fine-tuning the four Householder vectors per layer on the block output MSE with AdamW)
- * is not implemented (issue 12): the layer backward exists (model/rb_backward.h), the RUQuant site
- * transform's backward and the AdamW loop do not. */
+ * 23 GB: use pseudo_sequence (RUQuant's own setting, 180 MB) there. Stage 2 adds the FP stream and,
+ * unless shared, X_q (samples·T·dim floats each), three copies of a layer's weights (W'', the
+ * re-quantized W'_t, its gradient) and the tape and backward scratch of `batch` windows. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,11 +43,13 @@
 #include "rotate/rb_fuse.h"
 #include "methods/rb_method.h"
 #include "methods/rb_ruquant.h"
+#include "methods/rb_ruq_train.h"
 
 /* Upper bounds on the integer options: far beyond RUQuant's settings (K 16, λ 3), low enough that
  * a typo cannot turn calibration into hours of work. */
 #define RUQ_MAX_STEPS 4096
 #define RUQ_MAX_PERMS 64
+#define RUQ_MAX_EPOCHS 100000
 
 extern const rb_method rb_method_ruquant;
 
@@ -71,6 +81,17 @@ static const rb_method_option opts[] = {
     {"calib_quant", "bool", "on",
      "calibration stream through RTN-quantized weights and quantized activations/KV of the run's quant "
      "setting (RUQuant); off: full precision"},
+    {"stage", "int", "2",
+     "1: stage 1 only (closed form); 2: then fine-tune each layer's four global Householder vectors on the block-output "
+     "MSE (RUQuant's published setting; skipped without quantization)"},
+    {"epochs", "int", "20", "stage 2: passes over the samples per layer (RUQuant: 20)"},
+    {"samples", "int", "0", "stage 2: calibration windows trained on, the first ones (0: all; RUQuant: 128)"},
+    {"batch", "int", "1", "stage 2: windows per AdamW step (RUQuant: 1)"},
+    {"lr", "real", "0.01", "stage 2: AdamW learning rate (RUQuant lh_lr: 1e-2)"},
+    {"weight_decay", "real", "0", "stage 2: AdamW decoupled weight decay (RUQuant: 0)"},
+    {"guard", "real", "0.01",
+     "stage 2: before each step entries with |v_i| < guard are set to +-guard (sign of v_i, + for 0; RUQuant's "
+     "overflow guard); 0: off. The reflection is I - 2vv^T/|v|^2 (orthogonal for any v != 0)"},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -146,6 +167,14 @@ typedef struct calib {
     float *scratch;        /* [one sub-batch][dim] copy for partial forwards */
     double *wmax;          /* [max width] */
     collect col;
+    /* stage 2 (tr.c set when it runs) */
+    rb_ruq_train tr;
+    const rb_weights_src *fp_src; /* the unrotated model: the FP stream's layers */
+    const rb_quant_cfg *q2;       /* the run's quantization (resolved), active */
+    rb_stream fp;                 /* FP stream [samples][T][dim] */
+    rb_stream xq;                 /* quantized stream: own [samples][T][dim], or shared with s */
+    int xq_shared;
+    rb_trace_table *tt2, *tt2e;
 } calib;
 
 /* Pushes the stream through layer l with hooks hk; with `partial` each sub-batch runs on a copy
@@ -191,6 +220,9 @@ static int embed_stream(calib *st, const rb_method_ctx *ctx, int pseudo, rb_erro
 }
 
 static void calib_free(calib *st) {
+    if (st->tr.c) rb_ruq_train_free(&st->tr);
+    rb_free(st->fp.h);
+    if (!st->xq_shared) rb_free(st->xq.h);
     rb_fused_free(&st->fused);
     rb_forward_free(&st->fw);
     rb_layer_weights_free(&st->w);
@@ -202,7 +234,8 @@ static void calib_free(calib *st) {
 
 typedef struct ruq_opts {
     rb_ruq_fit_opts fit; /* block = the option; per site it becomes rb_ruq_block_for(width, block) */
-    int pseudo, calib_quant, smooth_online;
+    int pseudo, calib_quant, smooth_online, stage;
+    rb_ruq_train_opts train; /* samples 0 = all windows (resolved in calibrate) */
 } ruq_opts;
 
 static int read_opts(const rb_method_ctx *ctx, ruq_opts *o, rb_error *err) {
@@ -215,13 +248,40 @@ static int read_opts(const rb_method_ctx *ctx, ruq_opts *o, rb_error *err) {
         (rc = rb_method_opt_enum(ctx, m, "givens", &givens, err)) ||
         (rc = rb_method_opt_bool(ctx, m, "pseudo_sequence", &o->pseudo, err)) ||
         (rc = rb_method_opt_bool(ctx, m, "calib_quant", &o->calib_quant, err)) ||
-        (rc = rb_method_opt_enum(ctx, m, "smoothing", &o->smooth_online, err)))
+        (rc = rb_method_opt_enum(ctx, m, "smoothing", &o->smooth_online, err)) ||
+        (rc = rb_method_opt_int(ctx, m, "stage", 1, 2, &o->stage, err)) ||
+        (rc = rb_method_opt_int(ctx, m, "epochs", 0, RUQ_MAX_EPOCHS, &o->train.epochs, err)) ||
+        (rc = rb_method_opt_int(ctx, m, "samples", 0, 1 << 24, &o->train.samples, err)) ||
+        (rc = rb_method_opt_int(ctx, m, "batch", 1, 1 << 20, &o->train.batch, err)) ||
+        (rc = rb_method_opt_real(ctx, m, "lr", 1e-12, 1e3, &o->train.lr, err)) ||
+        (rc = rb_method_opt_real(ctx, m, "weight_decay", 0.0, 1e3, &o->train.weight_decay, err)) ||
+        (rc = rb_method_opt_real(ctx, m, "guard", 0.0, 0.5, &o->train.guard, err)))
         return rc;
     o->fit.code_givens = givens == 1;
     return 0;
 }
 
-/* Fits the four sites of layer l, then pushes the stream through it. */
+/* Stage 2 of layer l (its four sites fitted): the FP stream through FP layer l gives the targets,
+ * the layer's vectors are trained on X_q, then an own X_q goes through the trained quantized layer
+ * (a shared one goes with the stage-1 stream in calibrate_layer). */
+static int stage2_layer(calib *st, int l, rb_error *err) {
+    int rc = st->fp_src->load_layer(st->fp_src->ctx, l, &st->w, err);
+    if (!rc) rc = rb_stream_layer(&st->fw, &st->w, l, &st->fp, NULL, NULL, err);
+    if (rc) return rc;
+    rb_ruq_train_info info;
+    if ((rc = rb_ruq_train_layer(&st->tr, l, st->xq.h, st->fp.h, st->fp.n_seq, st->tt2, &info, err)))
+        return rc;
+    double row[] = {l, info.trained, st->fp.n_seq, info.mse_stage1, info.mse_stage2, info.seconds};
+    if ((rc = rb_trace_row(st->tt2e, row, err)) || st->xq_shared) return rc;
+    if ((rc = st->src.load_layer(st->src.ctx, l, &st->w, err)) ||
+        (st->q2->w.bits < RB_QBITS_OFF && (rc = quantize_weights(&st->w, st->c, &st->q2->w, err))))
+        return rc;
+    rb_hooks hk = st->on;
+    for (int s = 0; s < RB_SITE_COUNT; s++) rb_hooks_add(&hk, s, rb_quant_site_hook, (void *)st->q2);
+    return rb_stream_layer(&st->fw, &st->w, l, &st->xq, &hk, NULL, err);
+}
+
+/* Fits the four sites of layer l, trains them (stage 2), then pushes the stream through it. */
 static int calibrate_layer(calib *st, int l, const ruq_opts *o, uint64_t seed, rb_rotset *out, rb_trace_table *tt,
                            rb_error *err) {
     for (int k = 0; k < RB_RUQ_NSITES; k++) {
@@ -253,12 +313,11 @@ static int calibrate_layer(calib *st, int l, const ruq_opts *o, uint64_t seed, r
                         out->ruq[l][k]->orth_err, rb_now() - t0};
         if ((rc = rb_trace_row(tt, row, err))) return rc;
     }
-    int rc = load_layer(st, l, -1, err);
-    if (!rc) {
-        rb_hooks hk = hooks_for(st, -1);
-        rc = run_layer(st, l, &hk, 0, err);
-    }
-    return rc;
+    int rc = st->tr.c ? stage2_layer(st, l, err) : 0;
+    if (!rc) rc = load_layer(st, l, -1, err);
+    if (rc) return rc;
+    rb_hooks hk = hooks_for(st, -1);
+    return run_layer(st, l, &hk, 0, err);
 }
 
 static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
@@ -283,7 +342,18 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
         rb_quant_cfg_resolve(&qres, out->cross_head);
     }
     st.q = o.calib_quant && rb_quant_cfg_active(ctx->quant) ? &qres : NULL;
+    int stage2 = o.stage == 2 && rb_quant_cfg_active(ctx->quant);
+    if (o.stage == 2 && !stage2)
+        rb_info("ruquant: stage 2 skipped: no quantization configured, so the quantized block output is the FP one and "
+                "there is nothing to train (the result is stage 1's)");
+    int S = o.train.samples ? o.train.samples : ctx->calib_n;
+    if (stage2 && S > ctx->calib_n)
+        return rb_error_set(err, RB_EINVAL, "rotation.options.samples: %d, but only %d calibration windows are given",
+                            S, ctx->calib_n);
+    o.train.samples = S;
+    st.xq_shared = stage2 && !o.pseudo && st.q;
     size_t batch_rows = rb_stream_batch_rows(st.s.T, st.s.n_seq);
+    if (stage2 && rb_stream_batch_rows(st.s.T, S) > batch_rows) batch_rows = rb_stream_batch_rows(st.s.T, S);
     int widest = c->dim;
     for (int k = 0; k < RB_RUQ_NSITES; k++) widest = site_width(c, k) > widest ? site_width(c, k) : widest;
     size_t rows = (size_t)st.s.n_seq * st.s.T, d = (size_t)c->dim;
@@ -303,6 +373,23 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
                            "lower data.calib.samples (--calib-samples), or set rotation.options.pseudo_sequence: on",
                            err)))
         return rc;
+    size_t srows = (size_t)S * st.s.T;
+    if (stage2) {
+        size_t need2 = need + srows * d * sizeof(float) * (st.xq_shared ? 1 : 2) +
+                       rb_ruq_train_bytes(c, st.s.T, o.train.batch < S ? o.train.batch : S);
+        rb_info("ruquant: stage 2 on the first %d windows: %d epochs, batch %d, AdamW lr %g, weight decay %g, guard %g; "
+                "quantized stream %s; holds %.1f MiB more",
+                S, o.train.epochs, o.train.batch, o.train.lr, o.train.weight_decay, o.train.guard,
+                st.xq_shared ? "shared with stage 1" : "kept separately", (need2 - need) / 1048576.0);
+        if ((rc = rb_mem_check(need2,
+                               "ruquant: stage 1 and stage 2 (FP and quantized streams, a layer's weights three times, "
+                               "tape and backward scratch)",
+                               "lower rotation.options.samples or batch, or data.calib.samples", err)) ||
+            (rc = rb_trace_table_new(ctx->trace, "ruquant_stage2", "layer,epoch,mse,seconds", &st.tt2, err)) ||
+            (rc = rb_trace_table_new(ctx->trace, "ruquant_stage2_eval",
+                                     "layer,trained_sites,samples,mse_stage1,mse_stage2,seconds", &st.tt2e, err)))
+            return rc;
+    }
     if ((rc = rb_fused_init(&st.fused, ctx->src, c, out, err))) return rc;
     st.src = rb_fused_src(&st.fused);
     rb_hooks_init(&st.on);
@@ -319,6 +406,21 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
     if ((rc = rb_forward_init(&st.fw, c, st.s.T, (int)batch_rows, err)) || (rc = rb_layer_weights_init(&st.w, c, err)) ||
         (rc = embed_stream(&st, ctx, o.pseudo, err)))
         goto done;
+    if (stage2) { /* the FP stream and (unless shared) X_q, embeddings of the first S windows */
+        st.fp_src = ctx->src;
+        st.q2 = &qres;
+        st.fp = (rb_stream){rb_alloc(srows * d * sizeof(float)), S, st.s.T, 0};
+        st.xq = st.xq_shared ? (rb_stream){st.s.h, S, st.s.T, 0}
+                             : (rb_stream){rb_alloc(srows * d * sizeof(float)), S, st.s.T, 0};
+        if (!st.fp.h || !st.xq.h) {
+            rc = rb_error_set(err, RB_ENOMEM, "ruquant: out of memory for the stage-2 streams (%zu rows)", srows);
+            goto done;
+        }
+        if ((rc = ctx->src->embed(ctx->src->ctx, ctx->calib, srows, st.fp.h, err)) ||
+            (!st.xq_shared && (rc = st.src.embed(st.src.ctx, ctx->calib, srows, st.xq.h, err))) ||
+            (rc = rb_ruq_train_init(&st.tr, c, &st.fused, &qres, &o.train, st.s.T, err)))
+            goto done;
+    }
     rb_progress prog;
     rb_progress_init(&prog, "ruquant layers", c->n_layers);
     for (int l = 0; l < c->n_layers && !rc; l++) {
@@ -333,11 +435,17 @@ done:
     return rc;
 }
 
+/* Pinned-numbers variants: stage 1 alone, and a short stage 2 (pinned numbers do not depend on how far
+ * the optimizer got; the default's 20 epochs would dominate the test's runtime). */
+static const char *const test_variants[] = {"stage=1", "epochs=1", NULL};
+
 const rb_method rb_method_ruquant = {
     .name = "ruquant",
-    .status = "stage 1 done; stage 2 (Householder fine-tuning on block output MSE) not implemented (issue 12)",
-    .description = "RUQuant stage 1: per layer and linear input, SmoothQuant scaling and block Householder+Givens maps toward "
+    .status = "done",
+    .description = "RUQuant: per layer and linear input, SmoothQuant scaling and block Householder+Givens maps toward "
     "uniform targets (zig-zag permutation between two block rotations, one global Householder), online; Hadamard "
-    "on Q/K. Stage 2 (Householder fine-tuning on block output MSE) not implemented (issue 12)",
+    "on Q/K (stage 1, closed form); stage 2 fine-tunes each layer's four global Householder vectors by AdamW on the "
+    "block-output MSE of the quantized layer",
     .options = opts,
-    .calibrate = calibrate};
+    .calibrate = calibrate,
+    .test_variants = test_variants};

@@ -210,7 +210,9 @@ void rb_ruq_apply_act_d(const rb_ruq_site *s, double *X, size_t rows, double *tm
     apply_A_d(s, X, rows, tmp);
 }
 
-void rb_ruq_apply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int skip_scale) {
+/* X ← (X/s)·B·H (or without /s with skip_scale), B = blockdiag(blk0)·P·blockdiag(blk1), H the site's
+ * reflection when with_hh (else stops before it). */
+static void act_forward(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int skip_scale, int with_hh) {
     int n = s->n, B = s->block;
     size_t nb = (size_t)(n / B), slab = RUQ_MAX_GEMM_ROWS / nb > 0 ? RUQ_MAX_GEMM_ROWS / nb : 1;
     for (size_t r = 0; r < rows && !skip_scale; r++) {
@@ -230,7 +232,7 @@ void rb_ruq_apply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp,
         size_t nr = rows - r0 < slab ? rows - r0 : slab;
         rb_sgemm(0, 0, (int)(nr * nb), B, B, 1.0f, X + r0 * n, B, s->blk1_f, B, 0.0f, tmp + r0 * n, B);
     }
-    int has_hh = !is_zero(s->hh, n);
+    int has_hh = with_hh && !is_zero(s->hh, n);
     for (size_t r = 0; r < rows; r++) {
         float *x = X + r * n;
         const float *t = tmp + r * n;
@@ -239,12 +241,20 @@ void rb_ruq_apply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp,
     }
 }
 
+void rb_ruq_apply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int skip_scale) {
+    act_forward(s, X, rows, tmp, skip_scale, 1);
+}
+
+void rb_ruq_apply_act_pre_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int skip_scale) {
+    act_forward(s, X, rows, tmp, skip_scale, 0);
+}
+
 /* X ← (X·Aᵀ)·diag(s^pow) for pow = +1 (the inverse), −1 (the transpose of x ↦ (x/s)·A: its backward)
- * or 0 (the transpose of x ↦ x·A). */
-static void act_transposed(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int pow) {
+ * or 0 (the transpose of x ↦ x·A); without the reflection (A replaced by B) unless with_hh. */
+static void act_transposed(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int pow, int with_hh) {
     int n = s->n, B = s->block;
     size_t nb = (size_t)(n / B), slab = RUQ_MAX_GEMM_ROWS / nb > 0 ? RUQ_MAX_GEMM_ROWS / nb : 1;
-    int has_hh = !is_zero(s->hh, n);
+    int has_hh = with_hh && !is_zero(s->hh, n);
     for (size_t r = 0; r < rows && has_hh; r++) { /* the reflection is its own inverse */
         float *x = X + r * n;
         float d = 2.0f * cblas_sdot(n, x, 1, s->hh_f, 1);
@@ -275,9 +285,15 @@ static void act_transposed(const rb_ruq_site *s, float *X, size_t rows, float *t
     }
 }
 
-void rb_ruq_unapply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp) { act_transposed(s, X, rows, tmp, 1); }
+void rb_ruq_unapply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp) {
+    act_transposed(s, X, rows, tmp, 1, 1);
+}
 
 void rb_ruq_apply_act_t_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int skip_scale) {
-    act_transposed(s, X, rows, tmp, skip_scale ? 0 : -1);
+    act_transposed(s, X, rows, tmp, skip_scale ? 0 : -1, 1);
+}
+
+void rb_ruq_apply_act_pre_t_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int skip_scale) {
+    act_transposed(s, X, rows, tmp, skip_scale ? 0 : -1, 0);
 }
 

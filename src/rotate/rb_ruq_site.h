@@ -84,6 +84,11 @@ void rb_ruq_unapply_act_f(const rb_ruq_site *s, float *X, size_t rows, float *tm
 /* The transpose of rb_ruq_apply_act_f (its backward), in fp32: X[rows][n] ← (X · Aᵀ) / s, or X · Aᵀ
  * with skip_scale. tmp: [rows][n] scratch. */
 void rb_ruq_apply_act_t_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int skip_scale);
+/* The map and its transpose without the global Householder (stage 2 trains it: methods/rb_ruq_train.h),
+ * in fp32: X[rows][n] ← (X / s) · B, and X ← (X · Bᵀ) / s (both without the division by s with
+ * skip_scale), B = blockdiag(blk0) · P · blockdiag(blk1); the site's hh is not read. tmp: [rows][n]. */
+void rb_ruq_apply_act_pre_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int skip_scale);
+void rb_ruq_apply_act_pre_t_f(const rb_ruq_site *s, float *X, size_t rows, float *tmp, int skip_scale);
 /* The same in double (tests, calibration): X[rows][n] ← (X / s) · A. tmp: [rows][n] scratch. */
 void rb_ruq_apply_act_d(const rb_ruq_site *s, double *X, size_t rows, double *tmp);
 
