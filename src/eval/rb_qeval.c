@@ -224,8 +224,10 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
     if (sf.h) memcpy(sf.h, sq.h, (size_t)W * T * d * sizeof(float));
 
     rb_hooks hk_fp, hk_q;
-    if (o->online) hk_fp = *o->online, hk_q = *o->online;
-    else rb_hooks_init(&hk_fp), rb_hooks_init(&hk_q);
+    if (o->online) hk_q = *o->online;
+    else rb_hooks_init(&hk_q);
+    if (o->online_fp || o->online) hk_fp = *(o->online_fp ? o->online_fp : o->online);
+    else rb_hooks_init(&hk_fp);
     if (o->stats) rb_hooks_add_all(&hk_fp, hook_stats, res->site_fp);
     if (q)
         for (int s = 0; s < RB_SITE_COUNT; s++) rb_hooks_add(&hk_q, s, hook_quant, &qc);

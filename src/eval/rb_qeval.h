@@ -23,6 +23,8 @@ typedef struct rb_qeval_opts {
     int fp_ref;              /* also run the FP stream (ppl_fp, KL, layer output MSE, FP site stats) */
     int stats;               /* per-layer per-site / per-linear metrics */
     const rb_hooks *online;  /* transforms applied at sites before quantization (rotations), may be NULL */
+    const rb_hooks *online_fp; /* the FP stream's (NULL: online): differs when the method's online maps are an
+                                  approximation (ReSpinQuant's low-rank junctions), so the FP reference is exact */
     /* Maps a site tensor in its quantization basis back to the model's (rb_hook_ruq_inverse), so the
      * activation MSE is comparable across methods; NULL when the online maps are orthogonal. */
     rb_hook_fn to_model_basis;

@@ -119,6 +119,15 @@ int rb_pipe_prepare(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
         p->have_fused = 1;
         p->src = rb_fused_src(&p->fused);
         rb_fused_add_online_hooks(&p->fused, &p->online);
+        p->online_fp = p->online;
+        if (p->rs->ra && p->rs->jn) { /* low-rank junctions change the FP model: the reference keeps exact ones */
+            if ((rc = rb_junctions_init(&p->jexact, p->cfg.n_layers, p->cfg.dim, err))) goto fail;
+            p->have_jexact = 1;
+            if ((rc = rb_junctions_lazy_exact(&p->jexact, p->rs, err))) goto fail;
+            p->online_fp.n[RB_SITE_RES_ATTN] = p->online_fp.n[RB_SITE_RES_MLP] = 0;
+            rb_hooks_add_bwd(&p->online_fp, RB_SITE_RES_ATTN, rb_hook_junction, rb_hook_junction_bwd, 0, &p->jexact);
+            rb_hooks_add_bwd(&p->online_fp, RB_SITE_RES_MLP, rb_hook_junction, rb_hook_junction_bwd, 0, &p->jexact);
+        }
         rb_info("rotation %s: r3 %s, r4 %s, cross-head %s, emb_center %s, max orthogonality error %.3g",
                 p->rs->method, p->rs->r3 ? "on" : "off", p->rs->r4 ? "on" : "off", p->rs->cross_head ? "on" : "off",
                 p->rs->emb_center ? "on" : "off", rb_rotset_orth_err(p->rs));
@@ -164,7 +173,7 @@ int rb_pipe_evaluate(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
     if (!p->quantized) return rb_ppl_run(&p->src, c, p->ids, p->n_ids, &o, &p->online, &p->plain, err);
     RB_ASSERT(!rb_pipe_quantizes_weights(s) || p->wq); /* rb_pipe_quantize_weights or rb_pipe_open_weights first */
     rb_qeval_opts qo = {.q = &p->quant, .wq = p->wq, .ppl = o, .fp_ref = s->fp_ref, .stats = s->stats,
-                        .online = &p->online};
+                        .online = &p->online, .online_fp = &p->online_fp};
     if (p->rs && p->rs->ruq) { /* RUQuant's smoothing is not orthogonal: measure its errors in the model's basis */
         qo.to_model_basis = rb_hook_ruq_inverse;
         qo.basis_ctx = &p->fused;
@@ -227,6 +236,7 @@ void rb_pipe_free(rb_pipe *p) {
         free(p->wq_tmpdir);
     }
     if (p->have_fused) rb_fused_free(&p->fused);
+    if (p->have_jexact) rb_junctions_free(&p->jexact);
     if (p->own_rotset) rb_rotset_free(&p->rotset);
     rb_trace_free(&p->trace);
     free(p->calib_win);

@@ -61,6 +61,10 @@ typedef struct rb_pipe {
     int have_fused;
     rb_weights_src base, src;
     rb_hooks online;
+    rb_hooks online_fp;     /* the FP reference stream's hooks: `online` with exact junctions in place of low-rank
+                               ones (ReSpinQuant), so ppl_fp and KL are against the model itself */
+    rb_junctions jexact;    /* those exact junctions, one layer at a time (when have_jexact) */
+    int have_jexact;
     int quantized;          /* evaluation ran through rb_qeval */
     rb_quant_cfg quant;     /* the spec's quantization with o_proj resolved for the rotation set (prepare) */
     rb_wstore *wq;          /* quantized weights (NULL: weights not quantized, or not yet) */

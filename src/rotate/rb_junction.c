@@ -180,6 +180,9 @@ int rb_junctions_init(rb_junctions *j, int n_layers, int n, rb_error *err) {
 }
 
 void rb_junctions_free(rb_junctions *j) {
+    rb_free(j->lazy_T[0]);
+    rb_free(j->lazy_T[1]);
+    free(j->lazy_d);
     for (int i = 0; j->dense && i < j->n_layers * RB_JN_COUNT; i++) rb_free(j->dense[i]);
     free(j->dense);
     free(j->lr);
@@ -198,7 +201,34 @@ int rb_junctions_set_dense(rb_junctions *j, int l, int k, const double *T, rb_er
     return 0;
 }
 
+int rb_junctions_lazy_exact(rb_junctions *j, const struct rb_rotset *rs, rb_error *err) {
+    RB_ASSERT(rs->ra && rs->dim == j->n && rs->n_layers == j->n_layers);
+    size_t nn = (size_t)j->n * j->n;
+    j->lazy_T[0] = rb_alloc(nn * sizeof(float));
+    j->lazy_T[1] = rb_alloc(nn * sizeof(float));
+    j->lazy_d = malloc(nn * sizeof(double));
+    if (!j->lazy_T[0] || !j->lazy_T[1] || !j->lazy_d)
+        return rb_error_set(err, RB_ENOMEM, "junctions: out of memory for the exact junctions of one layer");
+    j->lazy_rs = rs;
+    j->lazy_layer = -1;
+    return 0;
+}
+
+/* The exact dense T of layer l (lazy mode), computed when the layer changes. */
+static const float *lazy_at(rb_junctions *j, int l, int k) {
+    if (j->lazy_layer != l) {
+        size_t nn = (size_t)j->n * j->n;
+        for (int q = 0; q < RB_JN_COUNT; q++) {
+            rb_rotset_junction_exact(j->lazy_rs, l, q, j->lazy_d);
+            for (size_t t = 0; t < nn; t++) j->lazy_T[q][t] = (float)j->lazy_d[t];
+        }
+        j->lazy_layer = l;
+    }
+    return j->lazy_T[k];
+}
+
 int rb_junctions_any(const rb_junctions *j) {
+    if (j->lazy_rs) return 1;
     for (int i = 0; j->dense && i < j->n_layers * RB_JN_COUNT; i++)
         if (j->dense[i] || j->lr[i]) return 1;
     return 0;
@@ -228,8 +258,9 @@ int rb_hook_junction(void *ctx, const rb_site_info *in, float *x, rb_error *err)
     if (i < 0) return rc;
     size_t rows = (size_t)in->n_seq * in->seq_len;
     int n = j->n;
-    if (j->dense[i]) {
-        rb_sgemm(0, 0, (int)rows, n, n, 1.0f, x, n, j->dense[i], n, 0.0f, j->tmp, n);
+    const float *D = j->lazy_rs ? lazy_at(j, in->layer, i % RB_JN_COUNT) : j->dense[i];
+    if (D) {
+        rb_sgemm(0, 0, (int)rows, n, n, 1.0f, x, n, D, n, 0.0f, j->tmp, n);
         memcpy(x, j->tmp, sizeof(float) * rows * n);
     } else if (j->lr[i]) {
         rb_junction_apply_f(j->lr[i], x, rows, j->tmp, 0);
@@ -254,8 +285,9 @@ int rb_hook_junction_bwd(void *ctx, const rb_site_info *in, const float *x_in, f
     size_t rows = (size_t)in->n_seq * in->seq_len;
     int n = j->n;
     double *ain = j->acc_in ? j->acc_in[i] : NULL, *aout = j->acc_out ? j->acc_out[i] : NULL;
-    if (j->dense[i]) {
-        const float *T = j->dense[i];
+    const float *D = j->lazy_rs ? lazy_at(j, in->layer, i % RB_JN_COUNT) : j->dense[i];
+    if (D) {
+        const float *T = D;
         if (aout) { /* s_out = s_in·T; M_out += s_outᵀ·ds_out */
             RB_ASSERT(x_in);
             rb_sgemm(0, 0, (int)rows, n, n, 1.0f, x_in, n, T, n, 0.0f, j->tmp, n);

@@ -74,6 +74,12 @@ typedef struct rb_junctions {
     float *tmp;              /* [cap] scratch */
     size_t cap;
     float *prod;             /* [n][n] product scratch (accumulation) */
+    /* lazy exact mode (rb_junctions_lazy_exact): the dense T of one layer at a time, computed from
+     * the bases of `lazy_rs` when a hook first meets that layer (layer-major passes) */
+    const struct rb_rotset *lazy_rs;
+    int lazy_layer;          /* layer held in lazy_T (-1: none) */
+    float *lazy_T[2];        /* [n][n] attn, mlp */
+    double *lazy_d;          /* [n][n] double temporary */
 } rb_junctions;
 
 /* Empty junctions (all identity) for n_layers layers of width n. Errors: RB_ENOMEM. */
@@ -83,6 +89,10 @@ void rb_junctions_free(rb_junctions *j);
 int rb_junctions_set_dense(rb_junctions *j, int l, int k, const double *T, rb_error *err);
 /* Whether any junction is set. */
 int rb_junctions_any(const rb_junctions *j);
+/* Switches j (empty, from rb_junctions_init) to the exact junctions of layer-wise set rs, computed one
+ * layer at a time (2·n² floats, 2·n³ multiply-adds per layer change): the exact model at the cost
+ * of dense online products, for an FP reference beside low-rank junctions. Errors: RB_ENOMEM. */
+int rb_junctions_lazy_exact(rb_junctions *j, const struct rb_rotset *rs, rb_error *err);
 
 /* The hook (rb_hook_fn) and its backward (rb_hook_bwd_fn; needs the input when accumulating). */
 int rb_hook_junction(void *ctx, const rb_site_info *in, float *x, rb_error *err);

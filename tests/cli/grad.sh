@@ -55,6 +55,13 @@ out=$("$RB" ppl "$TMP/m" --text "$TMP/text.txt" --seqlen 64 --max-windows 4 --qu
 if [ $rc -eq 0 ] && grep -q "respinquant: 4 junctions, low rank" "$TMP/err" && [ "$(field "$out" rotation)" = respinquant ]; then
   ok "respinquant trains, fits rank-8 junctions and evaluates with GPTQ through ppl"
 else not_ok "respinquant through ppl" "exit $rc" "$(tail -3 "$TMP/err")"; fi
+fp0=$("$RB" ppl "$TMP/m" --text "$TMP/text.txt" --seqlen 64 --max-windows 4 --quant W4A4KV4 --rotation respinquant \
+  --rot-opt steps=2,windows=2,rank=0 --calib "$TMP/text.txt" --calib-samples 4 2>/dev/null)
+fpx=$("$RB" ppl "$TMP/m" --text "$TMP/text.txt" --seqlen 64 --max-windows 4 --quant W4A4KV4 --rotation respinquant \
+  --rot-opt steps=2,windows=2,rank=1000 --calib "$TMP/text.txt" --calib-samples 4 2>/dev/null)
+[ -n "$fp0" ] && [ "$(field "$fp0" ppl_fp)" = "$(field "$fpx" ppl_fp)" ] && [ "$(field "$fp0" ppl)" != "$(field "$fpx" ppl)" ] \
+  && ok "the FP reference keeps exact junctions: ppl_fp is the same at rank 0 and with exact junctions ($(field "$fp0" ppl_fp))" \
+  || not_ok "FP reference with low-rank junctions" "$fp0" "$fpx"
 out5=$("$RB" ppl "$TMP/m" --text "$TMP/text.txt" --seqlen 64 --max-windows 4 --quant W4A4KV4 --w-algo gptq \
   --load-rotation "$TMP/rsq.h5" --calib "$TMP/text.txt" --calib-samples 4 2>/dev/null)
 [ "$(field "$out5" ppl)" = "$(field "$out" ppl)" ] && ok "the saved ReSpinQuant set (bases, junctions) reproduces the run" \
