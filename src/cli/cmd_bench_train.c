@@ -1,7 +1,7 @@
 /* rotbench bench respinquant-step: one ReSpinQuant training step at Llama shapes, by parts, against
  * plain sgemm measured in the same process.
  *
- * The model is synthetic (deterministic random weights served by an in-memory weights source, so no
+ * The model is synthetic (model/rb_synth.h: deterministic random weights cached in memory, so no
  * checkpoint of 7B size has to exist): `layers` decoder layers (default 1) of the given shapes with a
  * 32000-token vocabulary. Measured: (1) the gradient pass rb_rotgrad_run on one window of T tokens
  * at W4A4KV4 with STE — fusing every layer with its layer-wise bases, the dense exact junctions, the
@@ -22,91 +22,16 @@
 #include "core/rb_rng.h"
 #include "methods/rb_method.h"
 #include "methods/rb_rotgrad.h"
+#include "model/rb_synth.h"
 #include "quant/rb_qpreset.h"
 #include "rotate/rb_junction.h"
 #include "rotate/rb_orth.h"
 
-/* Synthetic weights: N(0, 1/fan_in) per linear from a per-layer stream, γ = 1; generated once and
- * served from memory, so the pass measures no random-number generation. */
-typedef struct synth {
-    const rb_llama_config *c;
-    uint64_t seed;
-    rb_layer_weights *w; /* [n_layers] */
-    float *head;         /* [vocab][dim] */
-} synth;
-
-static void gauss(uint64_t seed, const char *what, int layer, float *x, size_t n, double std) {
-    char name[64];
-    snprintf(name, sizeof name, "bench.%s.%d", what, layer);
+/* Benchmark data: N(0, 1) from a named stream. */
+static void gauss(uint64_t seed, const char *what, float *x, size_t n) {
     rb_rng r;
-    rb_rng_seed(&r, seed, name);
-    rb_rng_gauss(&r, x, n, 0.0, std);
-}
-
-static void synth_free(synth *s) {
-    for (int l = 0; s->w && l < s->c->n_layers; l++) rb_layer_weights_free(&s->w[l]);
-    free(s->w);
-    rb_free(s->head);
-}
-
-static int synth_init(synth *s, const rb_llama_config *c, uint64_t seed, rb_error *err) {
-    memset(s, 0, sizeof *s);
-    s->c = c, s->seed = seed;
-    size_t d = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim,
-           ff = (size_t)c->hidden_dim;
-    s->w = calloc((size_t)c->n_layers, sizeof *s->w);
-    s->head = rb_alloc(sizeof(float) * (size_t)c->vocab_size * d);
-    if (!s->w || !s->head) return rb_error_set(err, RB_ENOMEM, "bench: out of memory for the synthetic model");
-    gauss(seed, "head", 0, s->head, (size_t)c->vocab_size * d, 1 / sqrt((double)d));
-    for (int l = 0; l < c->n_layers; l++) {
-        rb_layer_weights *w = &s->w[l];
-        int rc = rb_layer_weights_init(w, c, err);
-        if (rc) return rc;
-        for (size_t j = 0; j < d; j++) w->rms_att[j] = w->rms_ffn[j] = 1.0f;
-        gauss(seed, "wq", l, w->wq, qd * d, 1 / sqrt((double)d));
-        gauss(seed, "wk", l, w->wk, kvd * d, 1 / sqrt((double)d));
-        gauss(seed, "wv", l, w->wv, kvd * d, 1 / sqrt((double)d));
-        gauss(seed, "wo", l, w->wo, d * qd, 1 / sqrt((double)qd));
-        gauss(seed, "wg", l, w->w_gate, ff * d, 1 / sqrt((double)d));
-        gauss(seed, "wu", l, w->w_up, ff * d, 1 / sqrt((double)d));
-        gauss(seed, "wd", l, w->w_down, d * ff, 1 / sqrt((double)ff));
-    }
-    return 0;
-}
-
-static int synth_layer(void *ctx, int l, rb_layer_weights *w, rb_error *err) {
-    (void)err;
-    const synth *s = ctx;
-    const rb_llama_config *c = s->c;
-    for (int lin = 0; lin < RB_LIN_COUNT; lin++) {
-        int r, k;
-        float *dst = rb_layer_linear(w, c, lin, &r, &k);
-        memcpy(dst, rb_layer_linear(&s->w[l], c, lin, &r, &k), sizeof(float) * (size_t)r * k);
-    }
-    memcpy(w->rms_att, s->w[l].rms_att, sizeof(float) * c->dim);
-    memcpy(w->rms_ffn, s->w[l].rms_ffn, sizeof(float) * c->dim);
-    return 0;
-}
-
-static int synth_embed(void *ctx, const int32_t *ids, size_t n, float *out, rb_error *err) {
-    (void)err;
-    const synth *s = ctx;
-    for (size_t i = 0; i < n; i++) gauss(s->seed, "emb", ids[i], out + i * s->c->dim, (size_t)s->c->dim, 1.0);
-    return 0;
-}
-
-static int synth_norm(void *ctx, float *out, rb_error *err) {
-    (void)err;
-    const synth *s = ctx;
-    for (int j = 0; j < s->c->dim; j++) out[j] = 1.0f;
-    return 0;
-}
-
-static int synth_head(void *ctx, float *out, rb_error *err) {
-    (void)err;
-    const synth *s = ctx;
-    memcpy(out, s->head, sizeof(float) * (size_t)s->c->vocab_size * s->c->dim);
-    return 0;
+    rb_rng_seed(&r, seed, what);
+    rb_rng_gauss(&r, x, n, 0.0, 1.0);
 }
 
 /* Best-of-reps seconds of one Cayley step + re-orthonormalization of an order-n rotation. */
@@ -150,15 +75,12 @@ int rb_bench_respinquant_step(rb_args *a, rb_error *err) {
                          .n_kv_heads = (int)kvh, .head_dim = (int)(dim / heads), .vocab_size = 32000,
                          .rms_eps = 1e-5, .rope_theta = 10000.0};
     int d = c.dim, hd = c.head_dim, L = c.n_layers;
-    synth sy;
-    rb_weights_src src = {&sy, synth_layer, synth_embed, synth_norm, synth_head};
+    rb_synth sy;
     rb_quant_cfg q;
     int rc = rb_quant_preset("W4A4KV4", &q, err);
-    if (!rc) rc = synth_init(&sy, &c, 7, err);
-    if (rc) {
-        synth_free(&sy);
-        return rc;
-    }
+    if (!rc) rc = rb_synth_init(&sy, &c, 7, 1, err);
+    if (rc) return rc;
+    rb_weights_src src = rb_synth_src(&sy);
     /* the set at initialization: every residual basis the same random Hadamard, R3/R4 on */
     rb_rotset rs;
     rb_rotgrad g = {0};
@@ -189,8 +111,8 @@ int rb_bench_respinquant_step(rb_args *a, rb_error *err) {
         rc = rb_error_set(err, RB_ENOMEM, "bench: out of memory");
         goto out;
     }
-    gauss(1, "A", 0, A, (size_t)T * d, 1.0);
-    gauss(1, "W", 0, W, (size_t)hidden * d, 1.0);
+    gauss(1, "bench.A", A, (size_t)T * d);
+    gauss(1, "bench.W", W, (size_t)hidden * d);
     double best_gemm = 1e30, best_pass = 1e30;
     rb_rotgrad_opts go = {.quant = &q};
     for (long r = 0; r < reps && !rc; r++) {
@@ -262,6 +184,6 @@ out:
     rb_rotset_free(&rs);
 out0:
     free(ids), free(B), free(H);
-    synth_free(&sy);
+    rb_synth_free(&sy);
     return rc;
 }

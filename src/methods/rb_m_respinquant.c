@@ -43,19 +43,7 @@ static const rb_method_option opts[] = {
     {"shared_init", "bool", "on",
      "every residual basis starts from the same random Hadamard, so every junction starts at I (the paper's premise); "
      "off: independent random Hadamards (junctions start far from I)"},
-    {"steps", "int", "100", "Cayley SGD steps (SpinQuant's default; the paper gives none)"},
-    {"lr", "real", "1.5", "Cayley SGD learning rate; each step is alpha = min(lr_t, 1/||W||_1) per matrix"},
-    {"windows", "int", "8", "calibration windows per step, taken in order, wrapping"},
-    {"seqlen", "int", "0", "tokens per training window: the first seqlen of each calibration window (0: all)"},
-    {"eval_windows", "int", "32",
-     "the training objective on the first eval_windows calibration windows before training and for the result, logged "
-     "to trace respinquant_eval (0: off)"},
-    {"schedule", "cosine|constant", "cosine", "learning rate over steps: lr/2*(1+cos(pi*t/steps)), or lr"},
-    {"momentum", "real", "0", "Cayley SGD momentum beta (buffers per matrix when > 0)"},
-    {"train_quant", "auto|rtn|w16", "auto",
-     "weights during training: rtn = RTN with a straight-through estimator; w16 = 16-bit; auto = w16 when the run's "
-     "weights use GPTQ (the paper: GPTQ after training), rtn otherwise"},
-    {"ste", "plain|clipped", "plain", "activation/KV straight-through estimator"},
+    RB_ROTTRAIN_OPTION_ROWS, /* SpinQuant's settings: the paper gives no lr, steps or batch */
     {"init", "hadamard|random|identity", "hadamard", "start of every rotation: random Hadamard; Haar-random; identity"},
     {NULL, NULL, NULL, NULL},
 };

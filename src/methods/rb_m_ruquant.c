@@ -95,8 +95,6 @@ static const rb_method_option opts[] = {
     {NULL, NULL, NULL, NULL},
 };
 
-static const int fwd_site[RB_RUQ_NSITES] = {RB_SITE_ATTN_IN, RB_SITE_O_IN, RB_SITE_MLP_IN, RB_SITE_DOWN_IN};
-
 /* Width of site k. */
 static int site_width(const rb_llama_config *c, int k) {
     return k == RB_RUQ_DOWN ? c->hidden_dim : k == RB_RUQ_OUT ? c->n_heads * c->head_dim : c->dim;
@@ -196,7 +194,7 @@ static int load_layer(calib *st, int l, int k, rb_error *err) {
 /* Online hooks + quantization hooks (+ the collect hook at site k before the quantizer, k ≥ 0). */
 static rb_hooks hooks_for(calib *st, int k) {
     rb_hooks hk = st->on;
-    if (k >= 0) rb_hooks_add(&hk, fwd_site[k], hook_collect, &st->col);
+    if (k >= 0) rb_hooks_add(&hk, rb_ruq_forward_site(k), hook_collect, &st->col);
     if (st->q)
         for (int s = 0; s < RB_SITE_COUNT; s++) rb_hooks_add(&hk, s, rb_quant_site_hook, (void *)st->q);
     return hk;

@@ -31,22 +31,7 @@ static const rb_method_option opts[] = {
      "QuaRot's cross-head Hadamard on the o_proj input (not in SpinQuant; active during training when on)"},
     {"variant", "had|no_had", "had",
      "SpinQuant_had: R3/R4 online Hadamards (for W4A4); no_had: R1/R2 only (for W4A8); rotation.r3/r4 override"},
-    {"steps", "int", "100", "Cayley SGD steps (SpinQuant: 100)"},
-    {"lr", "real", "1.5", "Cayley SGD learning rate (SpinQuant: 1.5); each step is alpha = min(lr_t, 1/||W||_1)"},
-    {"windows", "int", "8", "calibration windows per step (SpinQuant: 8 GPUs x batch 1), taken in order, wrapping"},
-    {"seqlen", "int", "0", "tokens per training window: the first seqlen of each calibration window (0: all)"},
-    {"eval_windows", "int", "32",
-     "the training objective on the first eval_windows calibration windows (all at seqlen) before training and for the "
-     "result, logged to trace spinquant_eval (0: off); at most the calibration windows"},
-    {"schedule", "cosine|constant", "cosine", "learning rate over steps: lr/2*(1+cos(pi*t/steps)) (SpinQuant), or lr"},
-    {"momentum", "real", "0", "Cayley SGD momentum beta (SpinQuant: 0)"},
-    {"train_quant", "auto|rtn|w16", "auto",
-     "weights during training: rtn = the run's weight quantizer by RTN with a straight-through estimator; w16 = "
-     "16-bit weights (SpinQuant's recipe before GPTQ); auto = w16 when the run's weights use GPTQ, rtn otherwise. "
-     "Activations and KV: the run's quantizers, straight-through"},
-    {"ste", "plain|clipped", "plain",
-     "activation/KV straight-through estimator: plain (SpinQuant) or clipped (zero gradient where the quantizer "
-     "clamped)"},
+    RB_ROTTRAIN_OPTION_ROWS,
     {"init", "hadamard|random|identity", "hadamard", "start: random Hadamard R1 and R2 (SpinQuant); Haar-random; identity"},
     {NULL, NULL, NULL, NULL},
 };

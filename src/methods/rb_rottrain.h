@@ -61,6 +61,28 @@ typedef struct rb_rottrain_cfg {
     const char *wmode;      /* "none", "16-bit", "RTN + STE" (logs) */
 } rb_rottrain_cfg;
 
+/* The option rows rb_rottrain_read reads, shared by the trainers' tables (init stays per method). */
+#define RB_ROTTRAIN_OPTION_ROWS                                                                                  \
+    {"steps", "int", "100", "Cayley SGD steps (SpinQuant: 100)"},                                              \
+        {"lr", "real", "1.5",                                                                                  \
+         "Cayley SGD learning rate (SpinQuant: 1.5); each step is alpha = min(lr_t, 1/||W||_1) per matrix"},   \
+        {"windows", "int", "8",                                                                                \
+         "calibration windows per step (SpinQuant: 8 GPUs x batch 1), taken in order, wrapping"},              \
+        {"seqlen", "int", "0", "tokens per training window: the first seqlen of each calibration window (0: all)"}, \
+        {"eval_windows", "int", "32",                                                                          \
+         "the training objective on the first eval_windows calibration windows (all at seqlen) before training " \
+         "and for the result, logged to trace <method>_eval (0: off); at most the calibration windows"},       \
+        {"schedule", "cosine|constant", "cosine",                                                              \
+         "learning rate over steps: lr/2*(1+cos(pi*t/steps)) (SpinQuant), or lr"},                              \
+        {"momentum", "real", "0", "Cayley SGD momentum beta (SpinQuant: 0); buffers per matrix when > 0"},      \
+        {"train_quant", "auto|rtn|w16", "auto",                                                                \
+         "weights during training: rtn = the run's weight quantizer by RTN with a straight-through estimator; " \
+         "w16 = 16-bit weights (SpinQuant's recipe before GPTQ); auto = w16 when the run's weights use GPTQ, " \
+         "rtn otherwise. Activations and KV: the run's quantizers, straight-through"},                         \
+        {"ste", "plain|clipped", "plain",                                                                      \
+         "activation/KV straight-through estimator: plain (SpinQuant) or clipped (zero gradient where the "    \
+         "quantizer clamped)"}
+
 /* Fills o from ctx for method m. Errors: RB_EINVAL naming the option, or missing/short calibration
  * windows. Warns when no quantization is configured (the FP loss does not depend on the rotations). */
 int rb_rottrain_read(const rb_method_ctx *ctx, const rb_method *m, rb_rottrain_cfg *o, rb_error *err);

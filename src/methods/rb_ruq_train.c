@@ -102,17 +102,6 @@ static int train_hook_bwd(void *ctx, const rb_site_info *in, const float *x_in, 
     return 0;
 }
 
-/* RUQuant site index of a forward site, or -1. */
-static int ruq_index(int site) {
-    switch (site) {
-    case RB_SITE_ATTN_IN: return RB_RUQ_QKV;
-    case RB_SITE_O_IN: return RB_RUQ_OUT;
-    case RB_SITE_MLP_IN: return RB_RUQ_FC1;
-    case RB_SITE_DOWN_IN: return RB_RUQ_DOWN;
-    default: return -1;
-    }
-}
-
 /* ---- state ----------------------------------------------------------------------------- */
 
 void rb_ruq_train_free(rb_ruq_train *t) {
@@ -187,7 +176,7 @@ int rb_ruq_train_init(rb_ruq_train *t, const rb_llama_config *c, rb_fused *fz, c
     for (int s = 0; s < RB_SITE_COUNT; s++)
         for (int i = 0; i < t->hk.n[s]; i++)
             if (t->hk.fn[s][i] == rb_hook_ruq) {
-                int k = ruq_index(s);
+                int k = rb_ruq_site_at(s);
                 RB_ASSERT(k >= 0);
                 t->hk.fn[s][i] = train_hook;
                 t->hk.bwd[s][i] = train_hook_bwd;

@@ -366,21 +366,10 @@ int rb_hook_had_cross_bwd(void *ctx, const rb_site_info *in, const float *x_in, 
     return 0;
 }
 
-/* RUQuant site index of a forward site, or -1. */
-static int ruq_site_of(int site) {
-    switch (site) {
-    case RB_SITE_ATTN_IN: return RB_RUQ_QKV;
-    case RB_SITE_O_IN: return RB_RUQ_OUT;
-    case RB_SITE_MLP_IN: return RB_RUQ_FC1;
-    case RB_SITE_DOWN_IN: return RB_RUQ_DOWN;
-    default: return -1;
-    }
-}
-
 /* The RUQuant transform at the hook's site (NULL: none) and scratch for it. */
 static const rb_ruq_site *ruq_site_for(rb_fused *f, const rb_site_info *in, int *rc, rb_error *err) {
     *rc = 0;
-    int k = ruq_site_of(in->site);
+    int k = rb_ruq_site_at(in->site);
     if (k < 0) return NULL;
     RB_ASSERT(in->layer >= 0 && (!f->rs || in->layer < f->rs->n_layers));
     const rb_ruq_site *q = ruq_at(f, in->layer, k);
@@ -431,8 +420,8 @@ void rb_fused_add_online_hooks(rb_fused *f, rb_hooks *hk) {
     /* After the Hadamards: the RUQuant transforms were fitted on (and fused after) them. Added
      * whenever the set can hold RUQuant transforms, since calibration fills it afterwards. */
     if (f->rs && f->rs->ruq) {
-        static const int sites[RB_RUQ_NSITES] = {RB_SITE_ATTN_IN, RB_SITE_O_IN, RB_SITE_MLP_IN, RB_SITE_DOWN_IN};
-        for (int k = 0; k < RB_RUQ_NSITES; k++) rb_hooks_add_bwd(hk, sites[k], rb_hook_ruq, rb_hook_ruq_bwd, 0, f);
+        for (int k = 0; k < RB_RUQ_NSITES; k++)
+            rb_hooks_add_bwd(hk, rb_ruq_forward_site(k), rb_hook_ruq, rb_hook_ruq_bwd, 0, f);
     }
     if (f->has_junc && rb_junctions_any(&f->junc)) {
         int acc = f->junc.acc_in || f->junc.acc_out;

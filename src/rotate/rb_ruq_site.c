@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/rb_blas.h"
+#include "model/rb_forward.h"
 #include "rotate/rb_orth.h"
 #include "rotate/rb_rotset.h"
 
@@ -23,6 +24,19 @@ const char *rb_ruq_site_name(int k) {
 int rb_ruq_site_from_name(const char *name) {
     for (int k = 0; k < RB_RUQ_NSITES; k++)
         if (!strcmp(name, site_names[k])) return k;
+    return -1;
+}
+
+static const int forward_sites[RB_RUQ_NSITES] = {RB_SITE_ATTN_IN, RB_SITE_O_IN, RB_SITE_MLP_IN, RB_SITE_DOWN_IN};
+
+int rb_ruq_forward_site(int k) {
+    RB_ASSERT(k >= 0 && k < RB_RUQ_NSITES);
+    return forward_sites[k];
+}
+
+int rb_ruq_site_at(int site) {
+    for (int k = 0; k < RB_RUQ_NSITES; k++)
+        if (forward_sites[k] == site) return k;
     return -1;
 }
 

@@ -31,6 +31,9 @@ enum { RB_RUQ_QKV = 0, RB_RUQ_OUT, RB_RUQ_FC1, RB_RUQ_DOWN, RB_RUQ_NSITES };
 const char *rb_ruq_site_name(int k);
 /* Index of a site name, or -1. */
 int rb_ruq_site_from_name(const char *name);
+/* The forward hook site (rb_forward.h RB_SITE_*) of site k; the site at forward site `site`, or -1. */
+int rb_ruq_forward_site(int k);
+int rb_ruq_site_at(int site);
 
 /* RUQuant's skip threshold on ‖y − t‖² (absolute, in the activation's units, as in the code's
  * get_R: a Householder whose vector would be this short is numerically meaningless). */

@@ -20,6 +20,7 @@
 #include "core/rb_file.h"
 #include "core/rb_log.h"
 #include "core/rb_rng.h"
+#include "model/rb_synth.h"
 #include "methods/rb_ruq_train.h"
 #include "quant/rb_qpreset.h"
 
@@ -28,31 +29,6 @@ enum { DIM = 4096, HEADS = 32, HEAD_DIM = 128, HIDDEN = 11008, BLOCK = 128, REPS
 static void die(const rb_error *err) {
     fprintf(stderr, "bench_ruq_stage2: %s\n", err->msg);
     exit(1);
-}
-
-/* A one-layer weights source of random weights (rms weights 1: already "prepared"). */
-static int load_layer(void *ctx, int l, rb_layer_weights *w, rb_error *err) {
-    (void)ctx, (void)err;
-    rb_rng r;
-    rb_rng_seed(&r, (uint64_t)l, "bench-ruq-stage2");
-    size_t qd = (size_t)HEADS * HEAD_DIM;
-    rb_rng_gauss(&r, w->wq, qd * DIM, 0.0, 0.02);
-    rb_rng_gauss(&r, w->wk, qd * DIM, 0.0, 0.02);
-    rb_rng_gauss(&r, w->wv, qd * DIM, 0.0, 0.02);
-    rb_rng_gauss(&r, w->wo, (size_t)DIM * qd, 0.0, 0.02);
-    rb_rng_gauss(&r, w->w_gate, (size_t)HIDDEN * DIM, 0.0, 0.02);
-    rb_rng_gauss(&r, w->w_up, (size_t)HIDDEN * DIM, 0.0, 0.02);
-    rb_rng_gauss(&r, w->w_down, (size_t)DIM * HIDDEN, 0.0, 0.02);
-    for (int j = 0; j < DIM; j++) w->rms_att[j] = w->rms_ffn[j] = 1.0f;
-    return 0;
-}
-static int unused_embed(void *ctx, const int32_t *ids, size_t n, float *out, rb_error *err) {
-    (void)ctx, (void)ids, (void)n, (void)out;
-    return rb_error_set(err, RB_EUNSUPPORTED, "bench source: only layers");
-}
-static int unused_vec(void *ctx, float *out, rb_error *err) {
-    (void)ctx, (void)out;
-    return rb_error_set(err, RB_EUNSUPPORTED, "bench source: only layers");
 }
 
 /* A site of width n: random smoothing in [0.5, 2), identity blocks and permutation (their cost does
@@ -84,7 +60,9 @@ int main(int argc, char **argv) {
     rb_error err = {0};
     rb_llama_config c = {.dim = DIM, .hidden_dim = HIDDEN, .n_layers = 1, .n_heads = HEADS, .n_kv_heads = HEADS,
                          .head_dim = HEAD_DIM, .vocab_size = 32000, .rms_eps = 1e-5, .rope_theta = 1e4};
-    rb_weights_src src = {NULL, load_layer, unused_embed, unused_vec, unused_vec};
+    rb_synth sy; /* random layers N(0, 1/fan_in), generated at each load */
+    if (rb_synth_init(&sy, &c, 0, 0, &err)) die(&err);
+    rb_weights_src src = rb_synth_src(&sy);
 
     /* reference rate: one T×4096×4096 sgemm (median of 3) */
     size_t rows = (size_t)T, nn = (size_t)DIM * DIM;
