@@ -5,10 +5,11 @@
  * checkpoint of 7B size has to exist): `layers` decoder layers (default 1) of the given shapes with a
  * 32000-token vocabulary. Measured: (1) the gradient pass rb_rotgrad_run on one window of T tokens
  * at W4A4KV4 with STE — fusing every layer with its layer-wise bases, the dense exact junctions, the
- * checkpointed forward, the backward with weight gradients and the chain rule into every basis;
+ * checkpointed forward, the backward with weight gradients and the chain rule into every basis,
+ * and apart its vocabulary-sized share (the rotated embedding table and lm_head, once per step);
  * (2) one Cayley SGD step with re-orthonormalization of one dim×dim and one head_dim×head_dim
- * rotation; (3) one rank-32 junction fit. A full step of an L-layer model is then ≈ L·(1) per layer
- * + (2L + 1)·Cayley(dim) + L·Cayley(head_dim) (+ the fits once, after training): printed as the
+ * rotation; (3) one rank-32 junction fit. A full step of an L-layer model is then ≈ L·(1 per layer)
+ * + vocabulary share + (2L + 1)·Cayley(dim) + L·Cayley(head_dim) (+ the fits once, after training): printed as the
  * extrapolation to `target_layers` (default 32, Llama-2-7B). */
 #include <jansson.h>
 #include <math.h>
@@ -24,6 +25,7 @@
 #include "methods/rb_rotgrad.h"
 #include "model/rb_synth.h"
 #include "quant/rb_qpreset.h"
+#include "rotate/rb_fuse.h"
 #include "rotate/rb_junction.h"
 #include "rotate/rb_orth.h"
 
@@ -127,6 +129,23 @@ int rb_bench_respinquant_step(rb_args *a, rb_error *err) {
     }
     rb_free(A), rb_free(W), rb_free(C);
     if (rc) goto out;
+    /* the vocabulary-sized share of the pass, paid once per step whatever the depth: the rotated
+     * embedding table and lm_head (fused in double, V·dim² multiply-adds each) */
+    double t_vocab = 0;
+    {
+        rb_fused fz;
+        float *E = rb_alloc(sizeof(float) * (size_t)T * d), *Hd = rb_alloc(sizeof(float) * (size_t)c.vocab_size * d);
+        if (!E || !Hd) rc = rb_error_set(err, RB_ENOMEM, "bench: out of memory");
+        else if (!(rc = rb_fused_init(&fz, &src, &c, &rs, err))) { /* (the junctions it computes are per layer) */
+            rb_weights_src fs = rb_fused_src(&fz);
+            double t0 = rb_now();
+            if (!(rc = fs.embed(fs.ctx, ids, (size_t)T, E, err))) rc = fs.load_lm_head(fs.ctx, Hd, err);
+            t_vocab = rb_now() - t0;
+            rb_fused_free(&fz);
+        }
+        rb_free(E), rb_free(Hd);
+        if (rc) goto out;
+    }
     double t_cd, t_ch, t_fit;
     if ((rc = time_cayley(d, (int)reps, &t_cd, err)) || (rc = time_cayley(hd, (int)reps, &t_ch, err))) goto out;
     {
@@ -153,16 +172,17 @@ int rb_bench_respinquant_step(rb_args *a, rb_error *err) {
     double fl_engine = 2 * (proj + att) + 2 * proj + 2.5 * att, fl_chain = 2 * lin, fl_fuse = 2 * lin;
     double fl_junc = 2 * 5 * 2.0 * T * d * d, fl_layer = fl_engine + fl_chain + fl_fuse + fl_junc;
     double sgemm_gflops = 2.0 * T * hidden * d / best_gemm * 1e-9;
-    double per_layer = best_pass / L; /* includes the embedding/lm_head share: an upper bound */
-    double step = target * per_layer + (2.0 * target + 1) * t_cd + target * t_ch;
+    double per_layer = (best_pass - t_vocab) / L;
+    double step = target * per_layer + t_vocab + (2.0 * target + 1) * t_cd + target * t_ch;
     json_t *jo = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:i}", "bench", "respinquant-step", "dim", d, "hidden",
                            (int)hidden, "heads", (int)heads, "kv_heads", (int)kvh, "T", (int)T, "layers", L, "blas_core",
                            rb_blas_corename(), "blas_threads", rb_blas_threads());
     json_object_set_new(jo, "sgemm_gflops", json_real(sgemm_gflops));
     json_object_set_new(jo, "grad_pass_seconds", json_real(best_pass));
     json_object_set_new(jo, "grad_pass_seconds_per_layer", json_real(per_layer));
+    json_object_set_new(jo, "grad_pass_vocab_seconds", json_real(t_vocab));
     json_object_set_new(jo, "grad_pass_gflop_per_layer", json_real(fl_layer * 1e-9));
-    json_object_set_new(jo, "grad_pass_ratio", json_real(fl_layer * L / best_pass * 1e-9 / sgemm_gflops));
+    json_object_set_new(jo, "grad_pass_ratio", json_real(fl_layer / per_layer * 1e-9 / sgemm_gflops));
     json_object_set_new(jo, "cayley_seconds_dim", json_real(t_cd));
     json_object_set_new(jo, "cayley_seconds_head_dim", json_real(t_ch));
     /* ~13 products of n³ per Cayley step + restore: 9 in the step (A, U·A, Uᵀ·T, 5 fixed-point, W·X),
