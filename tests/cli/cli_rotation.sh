@@ -5,8 +5,8 @@ source "$(dirname "$0")/tap.sh"
 json_num() { sed -E "s/.*\"$1\": ?([-0-9.eE+]+).*/\1/"; }
 
 out=$("$RB" methods 2>/dev/null)
-if printf '%s' "$out" | grep -q '"name": "hadamard"' && printf '%s' "$out" | grep -q '"name": "conqur"' &&
-   printf '%s' "$out" | grep -q 'not implemented'; then ok "methods lists implemented and planned methods"
+if printf '%s' "$out" | grep -q '"name": "hadamard"' && printf '%s' "$out" | grep -q '"name": "respinquant"' &&
+   ! printf '%s' "$out" | grep -q '"runnable": false'; then ok "methods lists every registered method, all runnable"
 else not_ok "methods listing" "$out"; fi
 expect_ok "methods hadamard" "$RB" methods hadamard
 expect_fail "methods unknown" 2 "unknown method 'nope'" "$RB" methods nope
@@ -15,7 +15,7 @@ expect_fail "methods unknown" 2 "unknown method 'nope'" "$RB" methods nope
 for i in $(seq 1 30); do cat "$RB_SOURCE_ROOT/README.md"; done > "$TMP/text.txt"
 common=(--text "$TMP/text.txt" --seqlen 64 --max-windows 6)
 expect_fail "unknown rotation" 2 "rotation method 'nope': expected one of identity" "$RB" ppl "$TMP/m" "${common[@]}" --rotation nope
-expect_fail "planned rotation" 2 "rotation method 'respinquant': not implemented" "$RB" ppl "$TMP/m" "${common[@]}" --rotation respinquant
+expect_fail "trained rotation without data" 2 "respinquant: training needs calibration windows" "$RB" ppl "$TMP/m" "${common[@]}" --rotation respinquant
 expect_fail "learned rotation without data" 2 "conqur: needs calibration windows" "$RB" ppl "$TMP/m" "${common[@]}" --rotation conqur
 expect_fail "unknown method option" 2 "rotation.options.pases: unknown option of method conqur \\(did you mean 'passes'" \
   "$RB" ppl "$TMP/m" "${common[@]}" --rotation conqur --rot-opt pases=2
