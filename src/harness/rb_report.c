@@ -413,10 +413,29 @@ int rb_report_plot(const char *dir, const char *quant, int *n_out, rb_error *err
     return rc;
 }
 
+/* strcmp, except that runs of digits compare by value ("rank=8" before "rank=16"). */
+static int natural_cmp(const char *a, const char *b) {
+    while (*a && *b) {
+        if (*a >= '0' && *a <= '9' && *b >= '0' && *b <= '9') {
+            while (*a == '0') a++;
+            while (*b == '0') b++;
+            size_t la = strspn(a, "0123456789"), lb = strspn(b, "0123456789");
+            if (la != lb) return la < lb ? -1 : 1;
+            int c = strncmp(a, b, la);
+            if (c) return c;
+            a += la, b += lb;
+            continue;
+        }
+        if (*a != *b) return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
+        a++, b++;
+    }
+    return (unsigned char)*a - (unsigned char)*b;
+}
+
 static int cmp_method_label(const void *a, const void *b) {
     const char *x = *(const char *const *)a, *y = *(const char *const *)b;
     int ix = rb_method_index(x), iy = rb_method_index(y);
-    return ix != iy ? (ix < iy ? -1 : 1) : strcmp(x, y);
+    return ix != iy ? (ix < iy ? -1 : 1) : natural_cmp(x, y);
 }
 
 int rb_report_table(const char *dir, int format, FILE *f, rb_error *err) {
