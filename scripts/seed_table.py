@@ -64,6 +64,13 @@ def main():
         cols = settings
         print("| method | %s |" % " | ".join(cols))
     print("|---" * (len(cols) + 1) + "|")
+    # methods in run order; the labels of one method in natural order ("rank=8" before "rank=16")
+    base = lambda k: str(k).split("[")[0]
+    first = {}
+    for k in keys:
+        first.setdefault(base(k), len(first))
+    natural = lambda k: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(k))]
+    keys.sort(key=lambda k: (first[base(k)], natural(k)))
     for k in keys:
         print("| %s | %s |" % (k, " | ".join(fmt(cells[(k, c)], a.metric) for c in cols)))
 
