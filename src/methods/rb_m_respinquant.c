@@ -142,10 +142,7 @@ static int eval_at(void *vs, long w0, int n, double *loss, rb_error *err) {
     rs_state *s = vs;
     const rb_method_ctx *ctx = s->ctx;
     int T = s->o->seqlen;
-    for (int i = 0; i < n; i++) {
-        long w = (w0 + i) % ctx->calib_n;
-        memcpy(s->ids + (size_t)i * T, ctx->calib + (size_t)w * ctx->calib_T, sizeof(int32_t) * T);
-    }
+    rb_rottrain_windows(ctx, w0, n, T, s->ids);
     rb_rotset cur;
     int rc = iterate_set(s, &cur, err);
     if (rc) return rc;

@@ -55,6 +55,14 @@ int rb_rottrain_read(const rb_method_ctx *ctx, const rb_method *m, rb_rottrain_c
     return 0;
 }
 
+void rb_rottrain_windows(const rb_method_ctx *ctx, long w0, int n, int seqlen, int32_t *ids) {
+    RB_ASSERT(seqlen <= ctx->calib_T && ctx->calib_n > 0);
+    for (int i = 0; i < n; i++) {
+        long w = (w0 + i) % ctx->calib_n;
+        memcpy(ids + (size_t)i * seqlen, ctx->calib + (size_t)w * ctx->calib_T, sizeof(int32_t) * seqlen);
+    }
+}
+
 /* Optimizer scratch per distinct order, momentum buffers per parameter (β > 0). */
 typedef struct rt_state {
     int n_orders;

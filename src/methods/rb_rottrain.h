@@ -87,6 +87,9 @@ typedef struct rb_rottrain_cfg {
  * windows. Warns when no quantization is configured (the FP loss does not depend on the rotations). */
 int rb_rottrain_read(const rb_method_ctx *ctx, const rb_method *m, rb_rottrain_cfg *o, rb_error *err);
 
+/* ids[n][seqlen] ← the first seqlen tokens of calibration windows w0, w0+1, … of ctx (wrapping). */
+void rb_rottrain_windows(const rb_method_ctx *ctx, long w0, int n, int seqlen, int32_t *ids);
+
 /* Runs o->steps steps (interruptible between steps: RB_EINTERRUPTED) with traces into `trace` (may
  * be NULL). Errors: the eval's, RB_ENUMERIC (non-finite loss or rotation), RB_ENOMEM. */
 int rb_rottrain_run(const rb_rottrain *t, const rb_rottrain_opts *o, rb_trace *trace, uint64_t seed, rb_error *err);
