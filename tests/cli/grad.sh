@@ -40,6 +40,9 @@ python3 -c "import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d['grad_ba
 expect_fail "grad refuses low-rank junctions" 2 "holds low-rank junctions" \
   "$RB" grad "$TMP/m" --text "$TMP/text.txt" --seqlen 64 --windows 2 --quant W4A4KV4 --rotation respinquant \
   --rot-opt steps=1,windows=2 --calib "$TMP/text.txt" --calib-samples 4 --out "$TMP/x.h5"
+expect_fail "respinquant refuses up front when its rotations cannot fit" 1 "respinquant: the layer-wise rotations, their gradients and junctions needs" \
+  env RB_MEM_AVAILABLE=200K "$RB" ppl "$TMP/m" --text "$TMP/text.txt" --seqlen 64 --max-windows 2 --quant W4A4KV4 \
+  --rotation respinquant --rot-opt steps=1,windows=2 --calib "$TMP/text.txt" --calib-samples 4
 expect_fail "unwritable output names the file" 2 "nodir/g.h5" "$RB" grad "$TMP/m" "${common[@]}" --out "$TMP/nodir/g.h5"
 [ ! -e "$TMP/x.h5" ] && ok "nothing written on refusal" || not_ok "a file was left behind"
 
