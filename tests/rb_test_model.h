@@ -16,6 +16,8 @@
 #include "model/rb_stream.h"
 #include "eval/rb_qeval.h"
 #include "quant/rb_wquant.h"
+#include "quant/rb_qpreset.h"
+#include "model/rb_make_model.h"
 #include <unistd.h>
 
 #define RB_TEST_STORIES_MODEL "stories260K/hf"
@@ -126,6 +128,37 @@ static inline void rb_test_qeval(const rb_weights_src *src, const rb_llama_confi
         assert_int_equal(unlink(path), 0);
         assert_int_equal(rmdir(dir), 0);
     }
+}
+
+/* Generates make-model preset `preset` (seed) into dir and opens it; fails the test on error. */
+static inline rb_model *rb_test_make_model(const char *dir, const char *preset, uint64_t seed) {
+    rb_make_model_opts mo = {.preset = preset, .seed = seed};
+    rb_error err = {0};
+    rb_model *m = NULL;
+    if (rb_make_model(dir, &mo, &err) || rb_model_open(dir, &m, &err)) fail_msg("%s: %s", dir, err.msg);
+    return m;
+}
+
+/* RUQuant's W4A4 quantizer (METHODS §5.5; configs/quant/w4a4-ruquant.yaml): weights asym per channel
+ * raw min/max × 0.8 RTN, activations asym per token raw × 0.9, K/V asym per head raw. */
+static inline rb_quant_cfg rb_test_ruq_quant(void) {
+    rb_quant_cfg q;
+    rb_error err;
+    assert_int_equal(rb_quant_preset("W4A4KV4", &q, &err), 0);
+    snprintf(q.name, sizeof q.name, "W4A4KV4-ruq");
+    q.w = rb_qspec_make(4, 0, RB_QGRAN_CHANNEL, 0);
+    q.w.clip = 0.8f;
+    q.w.raw_minmax = 1;
+    q.a = rb_qspec_make(4, 0, RB_QGRAN_TOKEN, 0);
+    q.a.clip = 0.9f;
+    q.a.raw_minmax = 1;
+    q.k = rb_qspec_make(4, 0, RB_QGRAN_HEAD, 0);
+    q.k.raw_minmax = 1;
+    q.v = q.k;
+    assert_int_equal(rb_qspec_check(&q.w, &err), 0);
+    assert_int_equal(rb_qspec_check(&q.a, &err), 0);
+    assert_int_equal(rb_qspec_check(&q.k, &err), 0);
+    return q;
 }
 
 #endif

@@ -33,7 +33,7 @@ int rb_rotgrad_layerwise(rb_rotgrad *g, rb_error *err) {
     size_t dd = (size_t)g->dim * g->dim;
     if (g->dRa) return 0;
     g->dRa = calloc((size_t)L + 1, sizeof *g->dRa);
-    g->dRm = calloc((size_t)L + 1, sizeof *g->dRm);
+    g->dRm = calloc((size_t)L, sizeof *g->dRm);
     int ok = g->dRa && g->dRm;
     for (int l = 0; ok && l <= L; l++) ok = (g->dRa[l] = calloc(dd, sizeof(double))) != NULL;
     for (int l = 0; ok && l < L; l++) ok = (g->dRm[l] = calloc(dd, sizeof(double))) != NULL;

@@ -407,10 +407,7 @@ static void test_act_mse_model_basis(void **state) {
     char dir[512];
     rb_test_tmpdir(dir, sizeof dir);
     rb_error err = {0};
-    rb_make_model_opts mo = {.preset = "tiny", .seed = 4};
-    assert_int_equal(rb_make_model(dir, &mo, &err), 0);
-    rb_model *m;
-    assert_int_equal(rb_model_open(dir, &m, &err), 0);
+    rb_model *m = rb_test_make_model(dir, "tiny", 4);
     const rb_llama_config *c = rb_model_config(m);
     rb_weights_src base = rb_weights_from_model(m);
     rb_rotset rs;

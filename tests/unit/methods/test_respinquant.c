@@ -177,11 +177,7 @@ static void test_generated(void **state) {
     const char *root = ((rb_test_dir_fixture *)*state)->dir;
     char dir[600];
     snprintf(dir, sizeof dir, "%s/gqa", root);
-    rb_make_model_opts mo = {.preset = "gqa", .seed = 5};
-    rb_error err = {0};
-    assert_int_equal(rb_make_model(dir, &mo, &err), 0);
-    rb_model *m;
-    assert_int_equal(rb_model_open(dir, &m, &err), 0);
+    rb_model *m = rb_test_make_model(dir, "gqa", 5);
     const rb_llama_config *c = rb_model_config(m);
     rb_weights_src base = rb_weights_from_model(m);
     int32_t ids[N_SEQ * T_SEQ];

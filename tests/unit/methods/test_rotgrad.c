@@ -1,6 +1,7 @@
 /* rb_rotgrad: dL/dR1 and dL/dR2 of the fused model against central finite differences in the
  * rotations themselves, on make-model tiny (MHA, 4 heads: the cross-head transform applies) and gqa. */
 #include "rb_test.h"
+#include "rb_test_model.h"
 
 #include <math.h>
 
@@ -59,11 +60,8 @@ static void check(const char *what, double an, double fd, double scale) {
 static void run_preset(const char *root, const char *preset, int online) {
     char dir[600];
     snprintf(dir, sizeof dir, "%s/%s", root, preset);
-    rb_make_model_opts mo = {.preset = preset, .seed = 2};
     rb_error err = {0};
-    assert_int_equal(rb_make_model(dir, &mo, &err), 0);
-    rb_model *m;
-    assert_int_equal(rb_model_open(dir, &m, &err), 0);
+    rb_model *m = rb_test_make_model(dir, preset, 2);
     const rb_llama_config *c = rb_model_config(m);
     rb_weights_src base = rb_weights_from_model(m);
     int d = c->dim, hd = c->head_dim, L = c->n_layers, n_seq = 2, T = 24;
@@ -160,11 +158,8 @@ static const double *lw_grad(const rb_rotgrad *g, int i, int L) { return i <= L 
 static void run_layerwise(const char *root, const char *preset, int online) {
     char dir[600];
     snprintf(dir, sizeof dir, "%s/%s", root, preset);
-    rb_make_model_opts mo = {.preset = preset, .seed = 3};
     rb_error err = {0};
-    assert_int_equal(rb_make_model(dir, &mo, &err), 0);
-    rb_model *m;
-    assert_int_equal(rb_model_open(dir, &m, &err), 0);
+    rb_model *m = rb_test_make_model(dir, preset, 3);
     const rb_llama_config *c = rb_model_config(m);
     rb_weights_src base = rb_weights_from_model(m);
     int d = c->dim, hd = c->head_dim, L = c->n_layers, n_seq = 2, T = 20, nb = 2 * L + 1;

@@ -49,24 +49,6 @@ static int cubic_bwd(void *ctx, const rb_site_info *in, const float *x_in, float
     return 0;
 }
 
-/* RUQuant's W4A4 quantizer (§5.5), as test_ruquant. */
-static rb_quant_cfg ruq_quant(void) {
-    rb_quant_cfg q;
-    rb_error err;
-    assert_int_equal(rb_quant_preset("W4A4KV4", &q, &err), 0);
-    snprintf(q.name, sizeof q.name, "W4A4KV4-ruq");
-    q.w = rb_qspec_make(4, 0, RB_QGRAN_CHANNEL, 0);
-    q.w.clip = 0.8f;
-    q.w.raw_minmax = 1;
-    q.a = rb_qspec_make(4, 0, RB_QGRAN_TOKEN, 0);
-    q.a.clip = 0.9f;
-    q.a.raw_minmax = 1;
-    q.k = rb_qspec_make(4, 0, RB_QGRAN_HEAD, 0);
-    q.k.raw_minmax = 1;
-    q.v = q.k;
-    return q;
-}
-
 static int run_ruquant(const rb_llama_config *c, const rb_weights_src *src, const int32_t *ids, int n, int T,
                        const rb_quant_cfg *q, const char *opts, rb_trace *tr, rb_rotset *rs, rb_error *err) {
     char *buf;
@@ -88,15 +70,12 @@ static void test_gradient(void **state) {
     enum { T = 16, NW = 2 };
     const char *dir = ((rb_test_dir_fixture *)*state)->dir;
     rb_error err = {0};
-    rb_make_model_opts mo = {.preset = "tiny", .seed = 5};
-    assert_int_equal(rb_make_model(dir, &mo, &err), 0);
-    rb_model *m;
-    assert_int_equal(rb_model_open(dir, &m, &err), 0);
+    rb_model *m = rb_test_make_model(dir, "tiny", 5);
     const rb_llama_config *c = rb_model_config(m);
     rb_weights_src base = rb_weights_from_model(m);
     int32_t ids[4 * T];
     for (int i = 0; i < 4 * T; i++) ids[i] = (int32_t)((i * 37 + 11) % c->vocab_size);
-    rb_quant_cfg q = ruq_quant();
+    rb_quant_cfg q = rb_test_ruq_quant();
     rb_rotset rs;
     assert_int_equal(run_ruquant(c, &base, ids, 4, T, &q, "stage=1", NULL, &rs, &err), 0);
     rb_fused fz;
@@ -179,15 +158,12 @@ static void test_invariance(void **state) {
     enum { T = 24, NW = 3 };
     const char *dir = ((rb_test_dir_fixture *)*state)->dir;
     rb_error err = {0};
-    rb_make_model_opts mo = {.preset = "gqa", .seed = 9};
-    assert_int_equal(rb_make_model(dir, &mo, &err), 0);
-    rb_model *m;
-    assert_int_equal(rb_model_open(dir, &m, &err), 0);
+    rb_model *m = rb_test_make_model(dir, "gqa", 9);
     const rb_llama_config *c = rb_model_config(m);
     rb_weights_src base = rb_weights_from_model(m);
     int32_t ids[NW * T];
     for (int i = 0; i < NW * T; i++) ids[i] = (int32_t)((i * 53 + 3) % c->vocab_size);
-    rb_quant_cfg q = ruq_quant();
+    rb_quant_cfg q = rb_test_ruq_quant();
     float *ref = rb_test_logits(&base, c, ids, NW, T, NULL);
     static const char *const variants[] = {"epochs=2", "epochs=2,pseudo_sequence=on,batch=2",
                                            "epochs=1,calib_quant=off,samples=2"};
@@ -249,14 +225,11 @@ static void test_errors(void **state) {
     enum { T = 16 };
     const char *dir = ((rb_test_dir_fixture *)*state)->dir;
     rb_error err = {0};
-    rb_make_model_opts mo = {.preset = "tiny", .seed = 2};
-    assert_int_equal(rb_make_model(dir, &mo, &err), 0);
-    rb_model *m;
-    assert_int_equal(rb_model_open(dir, &m, &err), 0);
+    rb_model *m = rb_test_make_model(dir, "tiny", 2);
     const rb_llama_config *c = rb_model_config(m);
     rb_weights_src base = rb_weights_from_model(m);
     int32_t ids[2 * T] = {0};
-    rb_quant_cfg q = ruq_quant();
+    rb_quant_cfg q = rb_test_ruq_quant();
     rb_rotset rs;
     static const char *const bad[][2] = {
         {"stage=3", "rotation.options.stage"},  {"stage=0", "rotation.options.stage"},
@@ -289,7 +262,7 @@ static void test_stories_mse(void **state) {
     rb_error err = {0};
     int32_t *calib;
     assert_int_equal(rb_calib_sample(st.ids, st.calib_end, CN, CT, 0, &calib, &err), 0);
-    rb_quant_cfg q = ruq_quant();
+    rb_quant_cfg q = rb_test_ruq_quant();
     rb_trace tr;
     rb_trace_init(&tr);
     rb_rotset rs;

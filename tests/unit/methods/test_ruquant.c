@@ -380,27 +380,6 @@ static int load_fixture(void) {
         }                                                                                                   \
     } while (0)
 
-/* RUQuant's W4A4 quantizer (§5.5; configs/quant/w4a4-ruquant.yaml): weights asym per channel raw
- * min/max × 0.8 RTN, activations asym per token raw × 0.9, K/V asym per head raw. */
-static rb_quant_cfg ruq_quant(void) {
-    rb_quant_cfg q;
-    rb_error err;
-    assert_int_equal(rb_quant_preset("W4A4KV4", &q, &err), 0);
-    snprintf(q.name, sizeof q.name, "W4A4KV4-ruq");
-    q.w = rb_qspec_make(4, 0, RB_QGRAN_CHANNEL, 0);
-    q.w.clip = 0.8f;
-    q.w.raw_minmax = 1;
-    q.a = rb_qspec_make(4, 0, RB_QGRAN_TOKEN, 0);
-    q.a.clip = 0.9f;
-    q.a.raw_minmax = 1;
-    q.k = rb_qspec_make(4, 0, RB_QGRAN_HEAD, 0);
-    q.k.raw_minmax = 1;
-    q.v = q.k;
-    assert_int_equal(rb_qspec_check(&q.w, &err), 0);
-    assert_int_equal(rb_qspec_check(&q.a, &err), 0);
-    return q;
-}
-
 /* Runs method `name` with rotation.options pairs (n of them). */
 static void run_method(const char *name, const int32_t *calib, int cn, int cT, const rb_quant_cfg *q, uint64_t seed,
                        const char *const *on, const char *const *ov, int n, rb_trace *tr, rb_rotset *rs) {
@@ -451,7 +430,7 @@ static void test_stories_invariance(void **state) {
     rb_rng r;
     rb_rng_seed(&r, 7, "test.ids");
     for (int i = 0; i < 3 * 48; i++) ids[i] = (int32_t)rb_rng_below(&r, (uint64_t)fx.st.c->vocab_size);
-    rb_quant_cfg q = ruq_quant();
+    rb_quant_cfg q = rb_test_ruq_quant();
     rb_trace tr;
     rb_trace_init(&tr);
     rb_rotset rs, again, loaded;
@@ -547,16 +526,13 @@ static void test_smoothing_placement(void **state) {
     char dir[512];
     rb_test_tmpdir(dir, sizeof dir);
     rb_error err = {0};
-    rb_make_model_opts mo = {.preset = "tiny", .seed = 8};
-    assert_int_equal(rb_make_model(dir, &mo, &err), 0);
-    rb_model *m;
-    assert_int_equal(rb_model_open(dir, &m, &err), 0);
+    rb_model *m = rb_test_make_model(dir, "tiny", 8);
     const rb_llama_config *c = rb_model_config(m);
     assert_int_equal(c->n_kv_heads, c->n_heads); /* MHA: o_in may fold into v_proj */
     rb_weights_src base = rb_weights_from_model(m);
     int32_t ids[NW * T];
     for (int i = 0; i < NW * T; i++) ids[i] = (int32_t)((i * 131 + 7) % c->vocab_size);
-    rb_quant_cfg q = ruq_quant();
+    rb_quant_cfg q = rb_test_ruq_quant();
     rb_rotset rs[2];
     double ppl_q[2], ppl_fp[2];
     static const char *const on[] = {"smoothing"}, *const ov[2][1] = {{"fused"}, {"online"}};
@@ -627,7 +603,7 @@ static void test_stories_w4a4(void **state) {
     rb_error err = {0};
     int32_t *calib;
     assert_int_equal(rb_calib_sample(fx.st.ids, fx.st.calib_end, CN, CT, 0, &calib, &err), 0);
-    rb_quant_cfg q = ruq_quant();
+    rb_quant_cfg q = rb_test_ruq_quant();
     enum { NV = 6 };
     static const char *const label[NV] = {"identity",         "hadamard",          "ruquant",
                                           "ruquant stage=1", "ruquant stage=1 givens=code",
