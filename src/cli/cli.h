@@ -44,6 +44,7 @@ int rb_cli_fail(const rb_error *err);
 int rb_read_ids(const char *path, int32_t **ids, size_t *n, rb_error *err);
 
 int rb_cmd_ppl(int argc, char **argv);
+int rb_cmd_tasks(int argc, char **argv);
 int rb_cmd_grad(int argc, char **argv);
 int rb_cmd_tokenize(int argc, char **argv);
 int rb_cmd_logits(int argc, char **argv);

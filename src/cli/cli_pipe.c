@@ -64,13 +64,14 @@ void rb_cli_pipe_free(rb_cli_pipe *cp) {
     cp->have_loaded = 0;
 }
 
-int rb_cli_pipe_setup(rb_cli_pipe *cp, rb_args *a, const char *cmd, int quant_for_stats, rb_error *err) {
+int rb_cli_pipe_setup(rb_cli_pipe *cp, rb_args *a, const char *cmd, int flags, rb_error *err) {
+    int quant_for_stats = (flags & RB_CLI_PIPE_STATS) != 0;
     memset(cp, 0, sizeof *cp);
     pipe_args p;
     if (parse(a, cmd, &p, err)) return err->code;
     const char *model_path = rb_args_pos(a, 0);
     if (rb_args_finish(a, 1, err)) return err->code;
-    if (!model_path || !p.text)
+    if (!model_path || (!p.text && !(flags & RB_CLI_PIPE_NO_TEXT)))
         return rb_error_set(err, RB_EINVAL, "%s: usage: rotbench %s MODEL --text FILE [options]", cmd, cmd);
     rb_pipe_spec spec = {.model_path = model_path, .tokenizer_path = p.tokp, .seed = (uint64_t)p.seed,
                          .rotation_seed = (uint64_t)p.seed,

@@ -23,10 +23,14 @@ typedef struct rb_cli_pipe {
     const char *opt_names[RB_MAX_ROT_OPTS], *opt_vals[RB_MAX_ROT_OPTS];
 } rb_cli_pipe;
 
+/* rb_cli_pipe_setup flags. STATS: spec.quant is set even without --quant (ppl --stats); NO_TEXT:
+ * --text is optional (tasks). */
+enum { RB_CLI_PIPE_STATS = 1, RB_CLI_PIPE_NO_TEXT = 2 };
+
 /* Parses the shared options of command `cmd` from a (then rb_args_finish with MODEL as the one
- * positional) into cp->spec, loads --load-rotation. quant_for_stats: spec.quant is set even without
- * --quant (ppl --stats). On error everything is released (rb_cli_pipe_free is still safe). */
-int rb_cli_pipe_setup(rb_cli_pipe *cp, rb_args *a, const char *cmd, int quant_for_stats, rb_error *err);
+ * positional) into cp->spec, loads --load-rotation. flags: RB_CLI_PIPE_*. On error everything is
+ * released (rb_cli_pipe_free is still safe). */
+int rb_cli_pipe_setup(rb_cli_pipe *cp, rb_args *a, const char *cmd, int flags, rb_error *err);
 void rb_cli_pipe_free(rb_cli_pipe *cp);
 
 /* rotation, orth_error, emb_center, seconds_rotation (when a set is in use), blas_core, threads. */

@@ -45,7 +45,7 @@ int rb_cmd_ppl(int argc, char **argv) {
     const char *proto = rb_args_str(&a, "protocol", &err), *nll_out = rb_args_str(&a, "nll-out", &err);
     const char *stats = rb_args_str(&a, "stats", &err);
     if (err.code) goto fail_args;
-    if (rb_cli_pipe_setup(&cp, &a, "ppl", stats != NULL, &err)) goto fail; /* cp is initialized even on error */
+    if (rb_cli_pipe_setup(&cp, &a, "ppl", stats ? RB_CLI_PIPE_STATS : 0, &err)) goto fail; /* cp is initialized even on error */
     rb_pipe_spec *spec = &cp.spec;
     if (proto && (spec->ppl.protocol = rb_ppl_protocol_from_name(proto)) < 0) {
         rb_error_set(&err, RB_EINVAL, "ppl: --protocol: expected gptq or llamacpp, got '%s'", proto);

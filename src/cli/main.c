@@ -21,6 +21,10 @@ static const char *const usage_text =
     "            [--emb-center on|off] [--cross-head on|off] [--save-rotation FILE]\n"
     "            [--o-proj auto|head|row]                (o_proj input: per head, or per row after cross-head)\n"
     "                                                    perplexity; one JSON line on stdout\n"
+    "  tasks MODEL --task NAME=FILE [--task NAME=FILE ...] [--limit N] [--bos none|tokenizer-default]\n"
+    "            [--max-length N] [--labels FILE] [--docs-out FILE.tsv] [--separate]\n"
+    "            (+ the quantization/rotation/calibration options of ppl; --text optional)\n"
+    "                                                    zero-shot accuracy as lm-eval; one JSON line\n"
     "  grad MODEL --text FILE --seqlen L --windows N --out grads.h5 [--text-range a:b]\n"
     "            [--quant PRESET] [--rotation METHOD [--rot-opt ...] | --load-rotation FILE]\n"
     "            [--clipped-ste] [--no-checkpoint]    (+ the rotation/calibration options of ppl)\n"
@@ -57,6 +61,7 @@ int main(int argc, char **argv) {
     int sub_argc = argc - 2;
     char **sub_argv = argv + 2;
     if (!strcmp(cmd, "ppl")) return rb_cmd_ppl(sub_argc, sub_argv);
+    if (!strcmp(cmd, "tasks")) return rb_cmd_tasks(sub_argc, sub_argv);
     if (!strcmp(cmd, "grad")) return rb_cmd_grad(sub_argc, sub_argv);
     if (!strcmp(cmd, "tokenize")) return rb_cmd_tokenize(sub_argc, sub_argv);
     if (!strcmp(cmd, "logits")) return rb_cmd_logits(sub_argc, sub_argv);

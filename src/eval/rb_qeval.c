@@ -9,16 +9,6 @@
 #include "core/rb_signal.h"
 #include "model/rb_stream.h"
 
-static void weights_copy(rb_layer_weights *dst, const rb_layer_weights *src, const rb_llama_config *c) {
-    int r, k;
-    for (int lin = 0; lin < RB_LIN_COUNT; lin++) {
-        float *s = rb_layer_linear(src, c, lin, &r, &k), *d = rb_layer_linear(dst, c, lin, &r, &k);
-        memcpy(d, s, sizeof(float) * (size_t)r * k);
-    }
-    memcpy(dst->rms_att, src->rms_att, sizeof(float) * c->dim);
-    memcpy(dst->rms_ffn, src->rms_ffn, sizeof(float) * c->dim);
-}
-
 /* ---- hooks ---- */
 
 typedef struct qe_ctx {
@@ -179,7 +169,7 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
             return rb_error_set(err, RB_EINVAL, "qeval: token id %d is outside the vocabulary (%d)", win[i],
                                 c->vocab_size);
         }
-    rb_stream sq = {NULL, W, T, 0}, sf = {NULL, W, T, 0};
+    rb_stream sq = {NULL, W, T, 0, NULL}, sf = {NULL, W, T, 0, NULL};
     rb_forward f = {0};
     rb_layer_weights wf = {0}, wq = {0};
     float *copy = NULL;
@@ -236,7 +226,7 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
     rb_progress_init(&prog, "layers", c->n_layers);
     for (int l = 0; l < c->n_layers; l++) {
         if ((rc = src->load_layer(src->ctx, l, &wf, err))) goto done;
-        weights_copy(&wq, &wf, c);
+        rb_layer_weights_copy(&wq, &wf, c);
         if (q && q->w.bits < RB_QBITS_OFF && (rc = rb_wstore_load_layer(o->wq, l, &wq, err))) goto done;
         if (res->lin)
             for (int lin = 0; lin < RB_LIN_COUNT; lin++) {

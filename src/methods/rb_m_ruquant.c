@@ -333,7 +333,7 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
             rb_info("ruquant: %s width %d: block %d (the largest divisor of the width <= %d)", rb_ruq_site_name(k), w, b,
                     o.fit.block);
     }
-    calib st = {.c = c, .s = {NULL, o.pseudo ? 1 : ctx->calib_n, ctx->calib_T, 0}};
+    calib st = {.c = c, .s = {NULL, o.pseudo ? 1 : ctx->calib_n, ctx->calib_T, 0, NULL}};
     rb_quant_cfg qres; /* the run's quantization with o_proj resolved for this set's cross-head choice */
     if (ctx->quant) {
         qres = *ctx->quant;
@@ -407,9 +407,9 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
     if (stage2) { /* the FP stream and (unless shared) X_q, embeddings of the first S windows */
         st.fp_src = ctx->src;
         st.q2 = &qres;
-        st.fp = (rb_stream){rb_alloc(srows * d * sizeof(float)), S, st.s.T, 0};
-        st.xq = st.xq_shared ? (rb_stream){st.s.h, S, st.s.T, 0}
-                             : (rb_stream){rb_alloc(srows * d * sizeof(float)), S, st.s.T, 0};
+        st.fp = (rb_stream){rb_alloc(srows * d * sizeof(float)), S, st.s.T, 0, NULL};
+        st.xq = st.xq_shared ? (rb_stream){st.s.h, S, st.s.T, 0, NULL}
+                             : (rb_stream){rb_alloc(srows * d * sizeof(float)), S, st.s.T, 0, NULL};
         if (!st.fp.h || !st.xq.h) {
             rc = rb_error_set(err, RB_ENOMEM, "ruquant: out of memory for the stage-2 streams (%zu rows)", srows);
             goto done;

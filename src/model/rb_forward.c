@@ -192,7 +192,8 @@ void rb_rope_apply(const rb_forward *f, float *x, int n_seq, int T, int n_h, int
     size_t width = (size_t)n_h * hd;
     for (int s = 0; s < n_seq; s++)
         for (int t = 0; t < T; t++) {
-            const float *cs = f->rope_cos + (size_t)t * half, *sn = f->rope_sin + (size_t)t * half;
+            int p = f->layout ? f->layout->pos[(size_t)s * T + t] : t;
+            const float *cs = f->rope_cos + (size_t)p * half, *sn = f->rope_sin + (size_t)p * half;
             float *row = x + ((size_t)s * T + t) * width;
             for (int h = 0; h < n_h; h++) {
                 float *a = row + (size_t)h * hd, *b = a + half;
@@ -271,6 +272,57 @@ static void attention_seq(rb_forward *f, const float *q, const float *k, const f
     }
 }
 
+/* Softmax of the visible entries of a score row (S[j] holds key lo + j), in place; the others are
+ * zeroed. Visible: [a0, a1) ∪ [b0, b1) in key indices. */
+static void softmax_ranges(float *row, int nk, int lo, int a0, int a1, int b0, int b1) {
+    a0 -= lo, a1 -= lo, b0 -= lo, b1 -= lo;
+    float mx = -INFINITY;
+    if (a1 > a0) mx = rb_vmax(row + a0, a1 - a0);
+    float mb = rb_vmax(row + b0, b1 - b0);
+    if (mb > mx) mx = mb;
+    double sum = 0.0;
+    if (a1 > a0) {
+        rb_vexp_shift(row + a0, a1 - a0, mx);
+        sum += rb_vsum(row + a0, a1 - a0);
+    }
+    rb_vexp_shift(row + b0, b1 - b0, mx);
+    sum += rb_vsum(row + b0, b1 - b0);
+    float inv = (float)(1.0 / sum);
+    for (int j = 0; j < nk; j++) row[j] = (j >= a0 && j < a1) || (j >= b0 && j < b1) ? row[j] * inv : 0.0f;
+}
+
+/* attention_seq under a layout (lay: the sequence's entries): each query block multiplies only the key
+ * columns from the lowest key any of its rows sees. */
+static void attention_seq_layout(rb_forward *f, const float *q, const float *k, const float *v, float *att,
+                                 int T, const rb_att_layout *lay, size_t r0) {
+    const rb_llama_config *c = &f->cfg;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    float scale = (float)(1.0 / sqrt((double)hd));
+    for (int i0 = 0; i0 < T; i0 += RB_ATT_QBLOCK) {
+        int bq = T - i0 < RB_ATT_QBLOCK ? T - i0 : RB_ATT_QBLOCK;
+        int lo = i0;
+        for (int r = i0; r < i0 + bq; r++) {
+            int a = lay->pre_hi[r0 + r] > lay->pre_lo[r0 + r] ? lay->pre_lo[r0 + r] : lay->self_lo[r0 + r];
+            RB_ASSERT(a >= 0 && lay->self_lo[r0 + r] <= r && lay->pre_hi[r0 + r] <= lay->self_lo[r0 + r]);
+            if (a < lo) lo = a;
+        }
+        int nk = i0 + bq - lo;
+        for (int h = 0; h < c->n_heads; h++) {
+            int kh = h / group;
+            float *S = f->scores;
+            rb_sgemm(0, 1, bq, nk, hd, scale, q + (size_t)i0 * qd + h * hd, qd, k + (size_t)lo * kvd + kh * hd, kvd,
+                     0.0f, S, nk);
+            for (int r = 0; r < bq; r++) {
+                size_t g = r0 + (size_t)(i0 + r);
+                softmax_ranges(S + (size_t)r * nk, nk, lo, lay->pre_lo[g], lay->pre_hi[g], lay->self_lo[g], i0 + r + 1);
+            }
+            rb_sgemm(0, 0, bq, hd, nk, 1.0f, S, nk, v + (size_t)lo * kvd + kh * hd, kvd, 0.0f,
+                     att + (size_t)i0 * qd + h * hd, qd);
+        }
+    }
+}
+
 int rb_forward_layer(rb_forward *f, const rb_layer_weights *w, int layer, float *h, int n_seq, int T,
                      int seq_offset, const rb_hooks *hooks, rb_error *err) {
     const rb_llama_config *c = &f->cfg;
@@ -298,8 +350,13 @@ int rb_forward_layer(rb_forward *f, const rb_layer_weights *w, int layer, float 
     if ((rc = run_hooks(hooks, &info, RB_SITE_Q, qd, c->n_heads, f->q, err))) return rc;
     if ((rc = run_hooks(hooks, &info, RB_SITE_K, kvd, c->n_kv_heads, f->k, err))) return rc;
     if ((rc = run_hooks(hooks, &info, RB_SITE_V, kvd, c->n_kv_heads, f->v, err))) return rc;
+    RB_ASSERT(!(tp && f->layout)); /* the backward knows plain causal attention only */
     for (int s = 0; s < n_seq; s++) {
         size_t r0 = (size_t)s * T;
+        if (f->layout) {
+            attention_seq_layout(f, f->q + r0 * qd, f->k + r0 * kvd, f->v + r0 * kvd, f->att + r0 * qd, T, f->layout, r0);
+            continue;
+        }
         attention_seq(f, f->q + r0 * qd, f->k + r0 * kvd, f->v + r0 * kvd, f->att + r0 * qd,
                       tp ? tp->lse + r0 * c->n_heads : NULL, T);
     }

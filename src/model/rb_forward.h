@@ -131,6 +131,17 @@ void rb_tape_free(rb_tape *t);
 /* Bytes rb_tape_init allocates. */
 size_t rb_tape_bytes(const rb_llama_config *c, int max_rows);
 
+/* Attention layout of packed sequences (zero-shot scoring, eval/rb_tasks.h): row r of a sequence sits
+ * at RoPE position pos[r] and attends to the keys [pre_lo[r], pre_hi[r]) ∪ [self_lo[r], r] of its
+ * sequence (indices within the sequence; pre_lo == pre_hi: no prefix). Each array holds one entry per
+ * row of the batch, from its first row. Plain causal attention is pos = r, no prefix, self_lo = 0. */
+typedef struct rb_att_layout {
+    const int32_t *pos;     /* [rows] */
+    const int32_t *pre_lo;  /* [rows] */
+    const int32_t *pre_hi;  /* [rows] */
+    const int32_t *self_lo; /* [rows] */
+} rb_att_layout;
+
 /* Scratch for one layer forward over at most `max_rows` rows of at most `max_T` tokens each. */
 typedef struct rb_forward {
     rb_llama_config cfg;
@@ -146,6 +157,8 @@ typedef struct rb_forward {
     float *rope_cos;  /* [max_T][head_dim/2] */
     float *rope_sin;  /* [max_T][head_dim/2] */
     rb_tape *tape;    /* when set (not owned), rb_forward_layer records into it */
+    const rb_att_layout *layout; /* when set (not owned), rb_forward_layer attends and places RoPE by it
+                                    (forward only: not with a tape) */
 } rb_forward;
 
 int rb_forward_init(rb_forward *f, const rb_llama_config *c, int max_T, int max_rows, rb_error *err);
@@ -160,8 +173,9 @@ void rb_forward_free(rb_forward *f);
 int rb_forward_layer(rb_forward *f, const rb_layer_weights *w, int layer, float *h, int n_seq, int T,
                      int seq_offset, const rb_hooks *hooks, rb_error *err);
 
-/* rotate_half RoPE of every head of x[n_seq*T][n_h*head_dim] at positions 0..T-1 of each sequence;
- * inverse: rotation by the negative angles (the transpose: RoPE's backward). */
+/* rotate_half RoPE of every head of x[n_seq*T][n_h*head_dim] at positions 0..T-1 of each sequence
+ * (f->layout's positions when set); inverse: rotation by the negative angles (the transpose: RoPE's
+ * backward). */
 void rb_rope_apply(const rb_forward *f, float *x, int n_seq, int T, int n_h, int inverse);
 
 /* SwiGLU of one pair: SiLU(g)·u, with the exp the forward uses (the backward's replay must match it

@@ -324,3 +324,13 @@ float *rb_layer_linear(const rb_layer_weights *w, const rb_llama_config *c, int 
     float *const m[RB_LIN_COUNT] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
     return m[lin];
 }
+
+void rb_layer_weights_copy(rb_layer_weights *dst, const rb_layer_weights *src, const rb_llama_config *c) {
+    int r, k;
+    for (int lin = 0; lin < RB_LIN_COUNT; lin++) {
+        float *s = rb_layer_linear(src, c, lin, &r, &k), *d = rb_layer_linear(dst, c, lin, &r, &k);
+        memcpy(d, s, sizeof(float) * (size_t)r * k);
+    }
+    memcpy(dst->rms_att, src->rms_att, sizeof(float) * c->dim);
+    memcpy(dst->rms_ffn, src->rms_ffn, sizeof(float) * c->dim);
+}

@@ -82,6 +82,8 @@ const char *rb_model_dir(const rb_model *m);
 /* Allocates fp32 buffers for one layer of config `c`. */
 int rb_layer_weights_init(rb_layer_weights *w, const rb_llama_config *c, rb_error *err);
 void rb_layer_weights_free(rb_layer_weights *w);
+/* Copies every tensor of src into dst (both initialized for c). */
+void rb_layer_weights_copy(rb_layer_weights *dst, const rb_layer_weights *src, const rb_llama_config *c);
 
 /* Materializes layer `l` (0-based) into `w` (converted to fp32). */
 int rb_model_load_layer(rb_model *m, int l, rb_layer_weights *w, rb_error *err);

@@ -25,7 +25,14 @@ int rb_stream_layer(rb_forward *f, const rb_layer_weights *w, int layer, rb_stre
             memcpy(scratch, h, sizeof(float) * (size_t)ns * s->T * d);
             h = scratch;
         }
+        rb_att_layout sub;
+        if (s->layout) {
+            size_t o = (size_t)s0 * s->T;
+            sub = (rb_att_layout){s->layout->pos + o, s->layout->pre_lo + o, s->layout->pre_hi + o, s->layout->self_lo + o};
+            f->layout = &sub;
+        }
         int rc = rb_forward_layer(f, w, layer, h, ns, s->T, s->seq_base + s0, hk, err);
+        f->layout = NULL;
         if (rc < 0) return rc;
     }
     return 0;
@@ -34,7 +41,7 @@ int rb_stream_layer(rb_forward *f, const rb_layer_weights *w, int layer, rb_stre
 int rb_llama_hidden(const rb_weights_src *src, const rb_llama_config *c, const int32_t *ids, int n_seq,
                     int T, int seq_base, const rb_hooks *hooks, float *hn, rb_error *err) {
     size_t rows = (size_t)n_seq * T;
-    rb_stream s = {hn, n_seq, T, seq_base};
+    rb_stream s = {hn, n_seq, T, seq_base, NULL};
     rb_forward f;
     rb_layer_weights w;
     int rc = rb_forward_init(&f, c, T, (int)rb_stream_batch_rows(T, n_seq), err);

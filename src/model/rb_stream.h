@@ -18,6 +18,7 @@ typedef struct rb_stream {
     float *h;     /* [n_seq*T][dim], owned by the caller */
     int n_seq, T;
     int seq_base; /* global index of the first sequence (hooks see seq_base + s as seq_offset) */
+    const rb_att_layout *layout; /* NULL: causal; else the attention layout of all n_seq*T rows */
 } rb_stream;
 
 /* Sequences per sub-batch for windows of T tokens: max(1, RB_STREAM_ROWS / T), at most n_seq. */

@@ -181,6 +181,26 @@ int rb_pipe_evaluate(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
     return rb_qeval_run(&p->src, c, p->ids, p->n_ids, &qo, &p->q, err);
 }
 
+void rb_pipe_tasks_opts(rb_pipe *p, const rb_pipe_spec *s, rb_tasks_opts *o) {
+    int quantized = s->quant != NULL && rb_quant_cfg_active(s->quant);
+    RB_ASSERT(!rb_pipe_quantizes_weights(s) || p->wq);
+    o->q = quantized ? &p->quant : NULL;
+    o->wq = p->wq;
+    o->online = &p->online;
+    o->online_fp = &p->online_fp;
+    o->fp_ref = quantized && s->fp_ref;
+    o->seed = s->seed;
+    rb_info("tasks: bos %s, quant %s, blas %s x%d", rb_task_bos_name(o->bos), quantized ? s->quant->name : "none",
+            rb_blas_corename(), rb_blas_threads());
+}
+
+int rb_pipe_tasks(rb_pipe *p, const rb_pipe_spec *s, const rb_task_set *sets, int n, int bos, int max_length,
+                  rb_task_result *res, rb_error *err) {
+    rb_tasks_opts o = {.bos = bos, .max_length = max_length};
+    rb_pipe_tasks_opts(p, s, &o);
+    return rb_tasks_run(&p->src, &p->cfg, p->tok, sets, n, &o, res, err);
+}
+
 int rb_pipe_quantizes_weights(const rb_pipe_spec *s) { return s->quant && s->quant->w.bits < RB_QBITS_OFF; }
 
 int rb_pipe_quantize_weights(rb_pipe *p, const rb_pipe_spec *s, const char *path, const char *id, rb_error *err) {

@@ -11,6 +11,7 @@
 #include "core/rb_trace.h"
 #include "eval/rb_ppl.h"
 #include "eval/rb_qeval.h"
+#include "eval/rb_tasks.h"
 #include "model/rb_model.h"
 #include "quant/rb_qpreset.h"
 #include "quant/rb_wstore.h"
@@ -93,6 +94,15 @@ int rb_pipe_quantize_weights(rb_pipe *p, const rb_pipe_spec *s, const char *path
 int rb_pipe_open_weights(rb_pipe *p, const char *path, const char *id, rb_error *err);
 /* Runs the evaluation (rb_ppl_run or rb_qeval_run per the spec). Interruptible (RB_EINTERRUPTED). */
 int rb_pipe_evaluate(rb_pipe *p, const rb_pipe_spec *s, rb_error *err);
+/* Scores the zero-shot task sets sets[n] on the prepared (and, when the spec quantizes weights,
+ * weight-quantized) model: quantized with an FP reference when the spec quantizes (spec->fp_ref), FP
+ * otherwise; the online transforms of the rotation set apply. bos: RB_TASK_BOS_*; max_length 0 = the
+ * model's. res[n] filled (rb_task_result_free each). Interruptible (RB_EINTERRUPTED). */
+int rb_pipe_tasks(rb_pipe *p, const rb_pipe_spec *s, const rb_task_set *sets, int n, int bos, int max_length,
+                  rb_task_result *res, rb_error *err);
+/* Fills the model-dependent fields of o (quantization, weight store, online hooks, FP reference,
+ * seed) as rb_pipe_tasks does, leaving bos, max_length, pack_rows and separate as the caller set them. */
+void rb_pipe_tasks_opts(rb_pipe *p, const rb_pipe_spec *s, rb_tasks_opts *o);
 /* The quantized (or FP) result summary: ppl, and ppl_fp/kl when available (NaN otherwise). */
 const rb_ppl_result *rb_pipe_result(const rb_pipe *p);
 void rb_pipe_free(rb_pipe *p);

@@ -88,7 +88,7 @@ int rb_wquant_run(const rb_weights_src *src, const rb_llama_config *c, const rb_
     int gptq = q->w_algo == RB_WALGO_GPTQ;
     if (gptq && (!o->calib || o->calib_n < 1 || o->calib_T < 2))
         return rb_error_set(err, RB_EINVAL, "GPTQ needs calibration windows (data.calib / --calib FILE)");
-    rb_stream cal = {NULL, gptq ? o->calib_n : 0, o->calib_T, 0};
+    rb_stream cal = {NULL, gptq ? o->calib_n : 0, o->calib_T, 0, NULL};
     rb_forward f = {0};
     rb_layer_weights w = {0};
     float *copy = NULL;
