@@ -31,8 +31,10 @@ static json_t *paired_json(const rb_task_paired *p) {
                      jnum(p->hi), "n_fp_only", p->n_fp_only, "n_q_only", p->n_q_only, "p_mcnemar", jnum(p->p_mcnemar));
 }
 
-/* QuaRot's rule for the one number per task: acc_norm where reported, else acc. */
-static double primary(const rb_task_scores *s, int rep) { return rep & RB_METRIC_ACC_NORM ? s->acc_norm : s->acc; }
+/* The one number per task (rb_task_primary_metric). */
+static double primary(const rb_task_scores *s, const rb_task_result *r) {
+    return rb_task_primary_metric(r->task, r->scoring) == RB_METRIC_ACC_NORM ? s->acc_norm : s->acc;
+}
 
 /* Per-request TSV: task, doc, request, gold, n_tok, n_chars, ll, greedy (and the FP reference's). */
 static int write_docs(const char *path, const rb_task_result *res, int n, rb_error *err) {
@@ -126,14 +128,14 @@ int rb_cmd_tasks(int argc, char **argv) {
         json_object_set_new(o, "n", json_integer(r->n_docs));
         json_object_set_new(o, "file", json_string(sets[i].path));
         json_object_set_new(o, "format", json_string(rb_task_format_name(sets[i].format)));
-        json_object_set_new(o, "scoring", json_string(r->scoring == RB_SCORE_LLAMACPP ? "llamacpp" : "lm-eval"));
+        json_object_set_new(o, "scoring", json_string(rb_task_scoring_name(r->scoring)));
         json_object_set_new(o, "truncated", json_integer(r->truncated));
-        avg += primary(&r->q, rep);
+        avg += primary(&r->q, r);
         if (r->have_fp) {
             json_object_set_new(o, "fp", scores_json(&r->fp, rep));
             json_object_set_new(o, "paired_acc", paired_json(&r->acc_pair));
             if (rep & RB_METRIC_ACC_NORM) json_object_set_new(o, "paired_acc_norm", paired_json(&r->acc_norm_pair));
-            avg_fp += primary(&r->fp, rep);
+            avg_fp += primary(&r->fp, r);
         }
         json_object_set_new(tj, rb_task_name(r->task), o);
         rows += r->tokens_forward, rows_req += r->tokens_request;

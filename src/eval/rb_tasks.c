@@ -509,6 +509,8 @@ static void metrics(rb_task_result *r, const rb_task_set *ts, rb_task_scores *s)
 
 int rb_tasks_run(const rb_weights_src *src, const rb_llama_config *c, const rb_tokenizer *tok,
                  const rb_task_set *sets, int n_sets, const rb_tasks_opts *o, rb_task_result *res, rb_error *err) {
+    RB_ASSERT(n_sets > 0);
+    for (int s = 0; s < n_sets; s++) RB_ASSERT(sets[s].n_docs > 0); /* rb_taskfile_read refuses empty files */
     memset(res, 0, (size_t)n_sets * sizeof *res);
     double t0 = rb_now();
     const rb_quant_cfg *q = rb_quant_cfg_active(o->q) ? o->q : NULL;

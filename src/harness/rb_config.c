@@ -16,6 +16,7 @@
 #include "core/rb_suggest.h"
 #include "text/rb_calib.h"
 #include "eval/rb_ppl.h"
+#include "eval/rb_tasks.h"
 #include "harness/rb_config_internal.h"
 #include "harness/rb_sha256.h"
 #include "methods/rb_method.h"
@@ -30,6 +31,7 @@ struct rb_config_priv {
 
 #define OFF(f) offsetof(rb_config, f)
 #define EOFF(f) offsetof(rb_cfg_eval, f)
+#define TOFF(f) offsetof(rb_cfg_task, f)
 
 static const senum e_order[] = {{"sequential", RB_CALIB_SEQUENTIAL},
                                 {"shuffled", RB_CALIB_SHUFFLED},
@@ -42,6 +44,20 @@ static const senum e_agroup[] = {{"token", RB_QGRAN_TOKEN}, {"head", RB_QGRAN_HE
 static const senum e_kvgroup[] = {{"head", RB_QGRAN_HEAD}, {"token", RB_QGRAN_TOKEN}, {NULL, 0}};
 static const senum e_algo[] = {{"rtn", RB_WALGO_RTN}, {"gptq", RB_WALGO_GPTQ}, {NULL, 0}};
 static const senum e_oproj[] = {{"auto", RB_OPROJ_AUTO}, {"head", RB_OPROJ_HEAD}, {"row", RB_OPROJ_ROW}, {NULL, 0}};
+/* Task names as rb_task_name (tasks/rb_taskfile.h; test_config_tasks checks they agree), then
+ * rb_task_from_name's alias "lambada" (the canonical form writes the first name of a value). */
+static const senum e_task[] = {{"piqa", RB_TASK_PIQA},
+                               {"arc_easy", RB_TASK_ARC_EASY},
+                               {"arc_challenge", RB_TASK_ARC_CHALLENGE},
+                               {"hellaswag", RB_TASK_HELLASWAG},
+                               {"winogrande", RB_TASK_WINOGRANDE},
+                               {"lambada_openai", RB_TASK_LAMBADA},
+                               {"boolq", RB_TASK_BOOLQ},
+                               {"openbookqa", RB_TASK_OPENBOOKQA},
+                               {"copa", RB_TASK_COPA},
+                               {"lambada", RB_TASK_LAMBADA},
+                               {NULL, 0}};
+static const senum e_task_bos[] = {{"none", RB_TASK_BOS_NONE}, {"tokenizer-default", RB_TASK_BOS_DEFAULT}, {NULL, 0}};
 static const senum e_metrics[] = {
     {"kurtosis", RB_METRIC_KURTOSIS}, {"mse", RB_METRIC_MSE}, {"kl", RB_METRIC_KL}, {NULL, 0}};
 /* The presets of src/quant/rb_qpreset.c: name, then bits of weights, activations, KV cache. */
@@ -77,9 +93,18 @@ static const sentry s_eval[] = {S("corpus", T_PATH, F_REQ, NULL, EOFF(corpus)),
                                 SE("protocol", T_ENUM, 0, "gptq", EOFF(protocol), e_protocol),
                                 SI("max_windows", "0", EOFF(max_windows), 0, INT_MAX),
                                 E_END};
+static const sentry s_task[] = {SE("name", T_ENUM, F_REQ, NULL, TOFF(task), e_task),
+                                S("file", T_PATH, F_REQ, NULL, TOFF(file)),
+                                S("labels", T_PATH, F_OPT, NULL, TOFF(labels)),
+                                {"limit", T_INT, F_OPT, NULL, TOFF(limit), NOAUX, 0, INT_MAX, 0, 0, NULL, NULL},
+                                E_END};
 static const sentry s_data[] = {
     SM("calib", F_OPT, OFF(data.has_calib), s_calib),
-    {"eval", T_EVAL, F_REQ, NULL, OFF(data.eval), OFF(data.n_eval), 0, 0, 0, 0, NULL, s_eval},
+    {"eval", T_LIST, F_REQ, NULL, OFF(data.eval), OFF(data.n_eval), sizeof(rb_cfg_eval), 1, 0, 0, NULL, s_eval},
+    {"tasks", T_LIST, F_OPT | F_TASKS, NULL, OFF(data.tasks), OFF(data.n_tasks), sizeof(rb_cfg_task), 0, 0, 0, NULL,
+     s_task},
+    SE("task_bos", T_ENUM, F_TASKS, "none", OFF(data.task_bos), e_task_bos),
+    {"task_max_length", T_INT, F_OPT | F_TASKS, NULL, OFF(data.task_max_length), NOAUX, 0, 1 << 20, 0, 0, NULL, NULL},
     E_END};
 #define QT(side, f) OFF(quant.side.f)
 static const sentry s_w[] = {S("bits", T_BITS, 0, "16", QT(w, bits)),
@@ -336,6 +361,46 @@ static int set_str(vctx *v, char *base, size_t off, const char *s) {
 static int validate_map(vctx *v, const sentry *kids, const rb_ynode *n, const rb_ynode *at, char *base);
 static int validate_entry(vctx *v, const sentry *e, const rb_ynode *n, const rb_ynode *at, char *base);
 
+/* data.eval[i] after its keys: the default name (basename of the corpus), unique names. v->path is
+ * data.eval[i]. */
+static int eval_entry(vctx *v, const rb_ynode *list, size_t i, rb_cfg_eval *arr) {
+    const rb_ynode *it = list->vals[i];
+    if (!arr[i].name) { /* default: basename of the corpus */
+        const char *slash = strrchr(arr[i].corpus, '/');
+        const char *bn = slash ? slash + 1 : arr[i].corpus;
+        if (!is_name(bn)) return fail(v, it, "no valid default name from corpus basename '%s'; set name", bn);
+        if (!(arr[i].name = rb_strdup(bn))) return oom(v);
+    }
+    for (size_t j = 0; j < i; j++)
+        if (!strcmp(arr[j].name, arr[i].name)) {
+            const rb_ynode *nm = rb_ymap_get(it, "name", NULL);
+            path_push(v, "name", 0);
+            return fail(v, nm ? nm : it, "duplicate evaluation name '%s' (also data.eval[%zu])", arr[i].name, j);
+        }
+    return 0;
+}
+
+/* data.tasks[i] after its keys: each task once (its results are /tasks/<name>), labels for piqa only. */
+static int task_entry(vctx *v, const rb_ynode *list, size_t i, rb_cfg_task *arr) {
+    const rb_ynode *it = list->vals[i];
+    const char *name = e_task[0].name;
+    for (int k = 0; e_task[k].name; k++)
+        if (e_task[k].value == arr[i].task) {
+            name = e_task[k].name; /* the first (canonical) name */
+            break;
+        }
+    for (size_t j = 0; j < i; j++)
+        if (arr[j].task == arr[i].task) {
+            path_push(v, "name", 0);
+            return fail(v, rb_ymap_get(it, "name", NULL), "duplicate task '%s' (also data.tasks[%zu])", name, j);
+        }
+    if (arr[i].labels && arr[i].task != RB_TASK_PIQA) {
+        path_push(v, "labels", 0);
+        return fail(v, rb_ymap_get(it, "labels", NULL), "only piqa takes a labels file, not %s", name);
+    }
+    return 0;
+}
+
 static int conv_list(vctx *v, const sentry *e, const rb_ynode *n, char *base) {
     char g[256];
     if (n->kind != RB_YSEQ) return fail(v, n, "expected a list, got %s", got(n, g, sizeof g));
@@ -370,34 +435,22 @@ static int conv_list(vctx *v, const sentry *e, const rb_ynode *n, char *base) {
         }
         return 0;
     }
-    /* T_EVAL */
-    if (n->n == 0) return fail(v, n, "expected at least one entry");
+    /* T_LIST */
+    if ((long long)n->n < e->hi) return fail(v, n, "expected at least one entry");
     if (n->n > 4096) return fail(v, n, "too many entries (%zu)", n->n);
-    rb_cfg_eval *arr = calloc(n->n, sizeof *arr);
+    size_t esz = (size_t)e->lo;
+    char *arr = calloc(n->n ? n->n : 1, esz);
     if (!arr) return oom(v);
-    *(rb_cfg_eval **)(base + e->off) = arr;
+    *(char **)(base + e->off) = arr;
     *(int *)(base + e->aux) = (int)n->n;
     for (size_t i = 0; i < n->n; i++) {
         size_t len = path_push(v, NULL, (long)i);
         const rb_ynode *it = n->vals[i];
         if (it->kind != RB_YMAP) return fail(v, it, "expected a map, got %s", got(it, g, sizeof g));
-        int rc = validate_map(v, e->kids, it, it, (char *)&arr[i]);
+        int rc = validate_map(v, e->kids, it, it, arr + i * esz);
+        if (!rc) rc = e->kids == s_eval ? eval_entry(v, n, i, (rb_cfg_eval *)(void *)arr)
+                                        : task_entry(v, n, i, (rb_cfg_task *)(void *)arr);
         if (rc) return rc;
-        if (!arr[i].name) { /* default: basename of the corpus */
-            const char *slash = strrchr(arr[i].corpus, '/');
-            const char *bn = slash ? slash + 1 : arr[i].corpus;
-            if (!is_name(bn))
-                return fail(v, it, "no valid default name from corpus basename '%s'; set name", bn);
-            if (!(arr[i].name = rb_strdup(bn))) return oom(v);
-        }
-        for (size_t j = 0; j < i; j++)
-            if (!strcmp(arr[j].name, arr[i].name)) {
-                const rb_ynode *nm = rb_ymap_get(it, "name", NULL);
-                v->path[len] = 0;
-                path_push(v, NULL, (long)i);
-                path_push(v, "name", 0);
-                return fail(v, nm ? nm : it, "duplicate evaluation name '%s' (also data.eval[%zu])", arr[i].name, j);
-            }
         v->path[len] = 0;
     }
     return 0;
@@ -632,9 +685,10 @@ static void free_entries(const sentry *kids, char *base) {
         case T_NAME:
         case T_PATH:
         case T_RANGE: free(*(char **)(base + e->off)); break;
-        case T_EVAL: {
-            rb_cfg_eval *arr = *(rb_cfg_eval **)(base + e->off);
-            for (int i = 0; arr && i < *(int *)(base + e->aux); i++) free_entries(e->kids, (char *)&arr[i]);
+        case T_LIST: {
+            char *arr = *(char **)(base + e->off);
+            for (int i = 0; arr && i < *(int *)(base + e->aux); i++)
+                free_entries(e->kids, arr + (size_t)i * (size_t)e->lo);
             free(arr);
             break;
         }

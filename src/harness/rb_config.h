@@ -33,7 +33,19 @@
  *
  * The canonical YAML of a config with a sweep contains its `sweep:` section (what --cfg prints for
  * a sweep file); the rows of rb_sweep_expand have none, so a run's id does not depend on the sweep
- * it was part of. */
+ * it was part of.
+ *
+ * Zero-shot tasks (data.tasks, data.task_bos, data.task_max_length) are emitted only when data.tasks
+ * has entries, so configs without tasks keep their canonical bytes (and run ids); limit and
+ * task_max_length are emitted only when nonzero, labels only when set. Example:
+ *   data:
+ *     tasks:
+ *       - {name: piqa, file: data/piqa/valid.jsonl, limit: 200}   # labels: data/piqa/valid-labels.lst
+ *       - {name: arc_easy, file: data/llm-foundry/arc_easy.jsonl}
+ *     task_bos: none            # or tokenizer-default (lm-eval > 0.4.9.1 adds Llama's BOS)
+ *     task_max_length: 2048     # optional; default the model's max_seq_len
+ * Task files (and PIQA's labels file, given or the default one when it exists) enter the run id
+ * like the evaluation corpora. */
 #ifndef RB_CONFIG_H
 #define RB_CONFIG_H
 
@@ -71,6 +83,16 @@ typedef struct rb_cfg_eval {
     int max_windows; /* ≥ 0, 0 = all */
 } rb_cfg_eval;
 
+/* One entry of data.tasks: a zero-shot task scored after the perplexity evaluations (lm-eval's
+ * prompts and metrics; eval/rb_tasks.h, tasks/rb_taskfile.h). */
+typedef struct rb_cfg_task {
+    int task;        /* enum rb_task_id: piqa|arc_easy|arc_challenge|hellaswag|winogrande|lambada_openai|
+                        boolq|openbookqa|copa (required; each at most once: results go to /tasks/<name>) */
+    char *file;      /* path, ${ENV} expanded (required); its format is recognized from the content */
+    char *labels;    /* PIQA's labels file (piqa only); NULL: <stem>-labels.lst beside <stem>.jsonl */
+    int limit;       /* ≥ 0: the first `limit` documents; 0 (the default) = all */
+} rb_cfg_task;
+
 /* quant.w, quant.a, quant.kv or quant.q. */
 typedef struct rb_cfg_qtensor {
     int bits;        /* 2,3,4,5,6,8 or 16 (= off); default 16, or the preset's */
@@ -99,6 +121,12 @@ typedef struct rb_config {
         rb_cfg_calib calib;
         rb_cfg_eval *eval; /* n_eval ≥ 1 entries */
         int n_eval;
+        rb_cfg_task *tasks; /* n_tasks ≥ 0 entries (data.tasks; optional) */
+        int n_tasks;
+        int task_bos;       /* data.task_bos: RB_TASK_BOS_* (eval/rb_tasks.h): none (default; lm-eval ≤ 0.4.9.1,
+                               QuaRot's pin) | tokenizer-default */
+        int task_max_length; /* data.task_max_length: left truncation of task requests; 0 (default) = the
+                                model's max_seq_len */
     } data;
     struct {
         const char *preset; /* "W4A4KV4", ... (static string) or NULL; fills bits not given explicitly */

@@ -47,6 +47,7 @@ static int is_set(const sentry *e, const char *base) {
     case T_BOOL: return *(const int *)(base + e->off) >= 0;
     case T_ESTR:
     case T_METHOD: return *(const char *const *)(base + e->off) != NULL;
+    case T_INT: return *(const int *)(base + e->off) != 0; /* optional ints: 0 = the default */
     default: return *(char *const *)(base + e->off) != NULL;
     }
 }
@@ -136,6 +137,7 @@ static void emit_map(rb_ybuf *b, const sentry *kids, const char *base, int ind, 
                      const rb_ynode *sweep) {
     for (const sentry *e = kids; e->name; e++) {
         if (!is_set(e, base)) continue;
+        if ((e->flags & F_TASKS) && !((const rb_config *)(const void *)base)->data.n_tasks) continue;
         if (e->type == T_AXES) {
             const rb_ynode *axes = rb_ymap_get(sweep, e->name, NULL);
             if (!axes || axes->kind != RB_YMAP || !axes->n) continue;
@@ -158,11 +160,11 @@ static void emit_map(rb_ybuf *b, const sentry *kids, const char *base, int ind, 
         } else if (e->type == T_AXES) {
             rb_ybuf_puts(b, "\n");
             emit_axes(b, rb_ymap_get(sweep, e->name, NULL), ind + 2);
-        } else if (e->type == T_EVAL) {
+        } else if (e->type == T_LIST) {
             rb_ybuf_puts(b, "\n");
-            const rb_cfg_eval *arr = *(rb_cfg_eval *const *)(base + e->off);
+            const char *arr = *(const char *const *)(base + e->off);
             for (int i = 0; i < *(const int *)(base + e->aux); i++)
-                emit_map(b, e->kids, (const char *)&arr[i], ind + 4, "- ", NULL);
+                emit_map(b, e->kids, arr + (size_t)i * (size_t)e->lo, ind + 4, "- ", NULL);
         } else {
             rb_ybuf_puts(b, " ");
             emit_value(b, e, base);

@@ -24,7 +24,8 @@ enum {
     T_BITS,    /* 2,3,4,5,6,8,16 */
     T_GROUP,   /* enum name or an integer > 0 (RB_QGRAN_GROUP); off = the rb_cfg_qtensor */
     T_CLIP,    /* float in (0, 1], or "search" with F_SEARCH; off = the rb_cfg_qtensor */
-    T_EVAL,    /* list of maps (kids), ≥ 1; off = rb_cfg_eval *, aux = int count */
+    T_LIST,    /* list of maps (kids); off = element array (rb_cfg_eval *, rb_cfg_task *), aux = int count,
+                  lo = element size, hi = fewest entries */
     T_METRICS, /* list of enum names → bit set (unsigned) */
     T_NAMES,   /* list of unique names; off = char **, aux = int count */
     T_AXES,    /* sweep axes: map key.path → list (checked by rb_sweep.c, stored as nodes) */
@@ -39,6 +40,8 @@ enum {
     F_SEARCH = 8,  /* T_CLIP accepts "search" */
     F_NOCASE = 16, /* enum names match case-insensitively */
     F_PRESET = 32, /* the quant map: preset fills bits not given */
+    F_TASKS = 64,  /* a data.* key emitted only when data.tasks has entries (a config without tasks keeps
+                      its canonical bytes, hence its run id) */
 };
 
 #define NOAUX ((size_t)-1)
@@ -52,7 +55,7 @@ typedef struct sentry {
     const char *name;
     int type, flags;
     const char *def; /* default as YAML text (NULL: required, optional, or a map) */
-    size_t off;      /* field offset in the base struct (rb_config, or rb_cfg_eval inside T_EVAL) */
+    size_t off;      /* field offset in the base struct (rb_config, or the element inside T_LIST) */
     size_t aux;      /* has-flag (optional maps/u64) or count (lists) offset; NOAUX */
     long long lo, hi;
     double flo, fhi;

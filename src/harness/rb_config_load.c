@@ -99,7 +99,7 @@ static int walk(rb_ynode *tree, const char *path, int kind, rb_ynode *val, const
     rb_ynode *node = tree;
     for (int i = 0; i < n; i++) {
         int last = i == n - 1;
-        if (e && e->type == T_EVAL && !kids) { /* at a list: needs an index */
+        if (e && e->type == T_LIST && !kids) { /* at a list: needs an index */
             if (c[i].index < 0) {
                 rc = at_fail(err, file, line, col, shown, "is a list; address an entry by index (%s.0.%s)", shown,
                              c[i].name);
@@ -120,7 +120,7 @@ static int walk(rb_ynode *tree, const char *path, int kind, rb_ynode *val, const
                 if (kind == OV_ADD) {
                     rc = at_fail(err, file, line, col, shown, "is already set; use %s=VALUE to change it", path);
                 } else if (kind == OV_DEL) {
-                    if (node->n == 1) {
+                    if ((long long)node->n <= e->hi) {
                         rc = at_fail(err, file, line, col, shown, "is the only entry; at least one is required");
                         goto out;
                     }
@@ -212,7 +212,7 @@ static int walk(rb_ynode *tree, const char *path, int kind, rb_ynode *val, const
             }
             goto out;
         }
-        if (e->type == T_EVAL) {
+        if (e->type == T_LIST) {
             node = child;
             kids = NULL;
             continue;

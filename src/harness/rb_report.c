@@ -12,6 +12,7 @@
 #include "harness/rb_config.h"
 #include "harness/rb_figure.h"
 #include "harness/rb_index.h"
+#include "harness/rb_report_internal.h"
 #include "harness/rb_results.h"
 #include "harness/rb_table.h"
 #include "methods/rb_method.h"
@@ -19,16 +20,9 @@
 
 #define MAX_GROUPS 64
 
-/* One done run: its index row, resolved config and per-layer table. */
-typedef struct run {
-    rb_index_row *row;
-    rb_config cfg;
-    rb_layer_row *layers;
-    size_t n_layers_rows;
-    char *file; /* results file path */
-} run;
+typedef rb_report_run run;
 
-static void runs_free(run *r, size_t n) {
+void rb_report_runs_free(run *r, size_t n) {
     for (size_t i = 0; i < n; i++) {
         rb_config_free(&r[i].cfg);
         free(r[i].layers);
@@ -37,10 +31,8 @@ static void runs_free(run *r, size_t n) {
     free(r);
 }
 
-/* Loads the done runs of dir (first corpus rows only); quant (NULL = all) keeps only the runs of
- * that quantization preset (case-insensitive). */
-static int runs_load(const char *dir, const char *quant, rb_index_row **rows, run **out, size_t *n_out,
-                     rb_error *err) {
+int rb_report_runs_load(const char *dir, const char *quant, rb_index_row **rows, run **out, size_t *n_out,
+                        rb_error *err) {
     size_t n = 0;
     *out = NULL;
     *n_out = 0;
@@ -179,7 +171,7 @@ static int cat_save(const catplot *cp, const char *figdir, const char *name, con
     return rc;
 }
 
-static void setting_label(const run *r, char *buf, size_t cap) {
+void rb_report_setting_label(const run *r, char *buf, size_t cap) {
     snprintf(buf, cap, "%s %s", r->row->quant, r->row->w_algo == 1 ? "GPTQ" : "RTN");
 }
 
@@ -288,7 +280,7 @@ static int plot_option_ablations(const char *figdir, run *r, size_t n, int *coun
     const char **vals = calloc(n ? n : 1, sizeof *vals);
     catplot *cp = calloc(2, sizeof *cp);
     int rc = lab && vals && cp ? 0 : rb_error_set(err, RB_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n && !rc; i++) setting_label(&r[i], lab[i], sizeof lab[i]);
+    for (size_t i = 0; i < n && !rc; i++) rb_report_setting_label(&r[i], lab[i], sizeof lab[i]);
     for (const rb_method *const *m = rb_methods(); !rc && *m; m++)
         for (const rb_method_option *o = (*m)->options; !rc && o && o->name; o++) {
             if (!strcmp(o->kind, "key")) continue;
@@ -333,7 +325,7 @@ int rb_report_plot(const char *dir, const char *quant, int *n_out, rb_error *err
     rb_index_row *rows = NULL;
     run *r = NULL;
     size_t n = 0;
-    int rc = runs_load(dir, quant, &rows, &r, &n, err);
+    int rc = rb_report_runs_load(dir, quant, &rows, &r, &n, err);
     if (rc) return rc;
     if (quant && !n) {
         free(r);
@@ -406,9 +398,10 @@ int rb_report_plot(const char *dir, const char *quant, int *n_out, rb_error *err
         for (const rb_method_figure *g = (*m)->figures; !rc && g && g->name; g++)
             rc = plot_trace(figdir, r, n, g->table, g->xcol, g->col, g->normalize, g->name, g->title, g->xlabel,
                             g->ylabel, n_out, err);
+    if (!rc && n) rc = rb_report_tasks_plot(figdir, r, n, n_out, err); /* zero-shot task deltas, when any */
     free(cp);
     free(figdir);
-    runs_free(r, n);
+    rb_report_runs_free(r, n);
     free(rows);
     return rc;
 }
@@ -432,7 +425,7 @@ static int natural_cmp(const char *a, const char *b) {
     return (unsigned char)*a - (unsigned char)*b;
 }
 
-static int cmp_method_label(const void *a, const void *b) {
+int rb_report_cmp_method(const void *a, const void *b) {
     const char *x = *(const char *const *)a, *y = *(const char *const *)b;
     int ix = rb_method_index(x), iy = rb_method_index(y);
     return ix != iy ? (ix < iy ? -1 : 1) : natural_cmp(x, y);
@@ -442,7 +435,7 @@ int rb_report_table(const char *dir, int format, FILE *f, rb_error *err) {
     rb_index_row *rows = NULL;
     run *r = NULL;
     size_t n = 0;
-    int rc = runs_load(dir, NULL, &rows, &r, &n, err);
+    int rc = rb_report_runs_load(dir, NULL, &rows, &r, &n, err);
     if (rc) return rc;
     /* average seeds: one record per (method, setting, model) */
     rb_pivot_rec *rec = calloc(n + 1, sizeof *rec);
@@ -452,7 +445,7 @@ int rb_report_table(const char *dir, int format, FILE *f, rb_error *err) {
     if (!rec || !settings || !cnt) rc = rb_error_set(err, RB_ENOMEM, "out of memory");
     for (size_t i = 0; !rc && i < n; i++) {
         char set[96];
-        setting_label(&r[i], set, sizeof set);
+        rb_report_setting_label(&r[i], set, sizeof set);
         const char *model = r[i].cfg.model.path;
         const char *slash = strrchr(model, '/');
         const char *mname = slash && slash[1] ? slash + 1 : model;
@@ -482,7 +475,7 @@ int rb_report_table(const char *dir, int format, FILE *f, rb_error *err) {
         while (k < no && strcmp(order[k], rec[j].method)) k++;
         if (k == no) order[no++] = rec[j].method;
     }
-    if (!rc) qsort(order, no, sizeof *order, cmp_method_label);
+    if (!rc) qsort(order, no, sizeof *order, rb_report_cmp_method);
     rb_pivot_opts po = {.methods = order, .n_methods = no, .fp_label = "FP32", .decimals = 2};
     rb_table t;
     memset(&t, 0, sizeof t);
@@ -493,11 +486,12 @@ int rb_report_table(const char *dir, int format, FILE *f, rb_error *err) {
         free(out);
         rb_table_free(&t);
     }
+    if (!rc) rc = rb_report_tasks_table(r, n, order, no, format, f, err); /* zero-shot tasks, when any */
     free(order);
     free(rec);
     free(settings);
     free(cnt);
-    runs_free(r, n);
+    rb_report_runs_free(r, n);
     free(rows);
     return rc;
 }

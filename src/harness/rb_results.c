@@ -119,6 +119,10 @@ static int flush(rb_results *w, rb_error *err) {
     return 0;
 }
 
+hid_t rb_results_h5(rb_results *w) { return w->f; }
+int rb_results_flush(rb_results *w, rb_error *err) { return flush(w, err); }
+int rb_results_werr(const rb_results *w, rb_error *err, const char *what) { return werr(w, err, what); }
+
 /* Refuses a .partial that another process holds open for writing (HDF5 takes flock(LOCK_EX) on
  * it; HDF5 would truncate the file before noticing the lock). Absent file: fine. */
 static int probe_lock(const char *path, rb_error *err) {

@@ -5,6 +5,8 @@
 #include <hdf5.h>
 #include <stddef.h>
 
+#include "core/rb_error.h"
+
 /* One /layers column: name, offset in rb_layer_row, type (0 f64, 1 i32, 2 kind enum, 3 name enum). */
 typedef struct rb_lcol {
     char name[48];
@@ -24,6 +26,13 @@ hid_t rb_results_layer_type(int file);
 /* Run ids, corpus names: 1..max characters of [A-Za-z0-9._-], not starting with '.' (usable as
  * HDF5 link names and directory-safe). */
 int rb_results_valid_ident(const char *s, size_t max);
+
+/* For writers of other groups (rb_results_tasks.c): the open file, flush (updated_utc + H5Fflush), and
+ * "<partial>: writing <what> failed: <HDF5 detail>" (RB_EIO). Call with HDF5 errors quiet. */
+struct rb_results;
+hid_t rb_results_h5(struct rb_results *w);
+int rb_results_flush(struct rb_results *w, rb_error *err);
+int rb_results_werr(const struct rb_results *w, rb_error *err, const char *what);
 
 /* Bounds for reading untrusted files (far above real use, low enough to bound allocations). */
 #define RB_RES_MAX_TEXT (64u << 20)       /* resolved YAML */

@@ -14,6 +14,7 @@
 #include "core/rb_signal.h"
 #include "pipeline/rb_pipeline.h"
 #include "harness/rb_results.h"
+#include "harness/rb_results_tasks.h"
 #include "harness/rb_sha256.h"
 #include "quant/rb_qpreset.h"
 #include "quant/rb_wstore.h"
@@ -118,12 +119,50 @@ static int model_files(const char *model, file_list *l, rb_error *err) {
     return rc;
 }
 
-/* The corpora a config reads: calibration (if any), then every evaluation corpus. */
+/* PIQA's labels file of a task entry: the one given, else <stem>-labels.lst beside a <stem>.jsonl when
+ * it exists (rb_taskfile_read's default), else NULL. Heap. */
+static char *task_labels_path(const rb_cfg_task *t, int *oom) {
+    *oom = 0;
+    if (t->labels) {
+        char *p = rb_strdup(t->labels);
+        *oom = !p;
+        return p;
+    }
+    size_t n = strlen(t->file);
+    if (t->task != RB_TASK_PIQA || n < 6 || strcmp(t->file + n - 6, ".jsonl")) return NULL;
+    char *p = malloc(n + 16);
+    if (!p) {
+        *oom = 1;
+        return NULL;
+    }
+    snprintf(p, n + 16, "%.*s-labels.lst", (int)(n - 6), t->file);
+    if (rb_path_exists(p)) return p;
+    free(p);
+    return NULL;
+}
+
+/* The corpora a config reads: calibration (if any), every evaluation corpus, then every task file
+ * ("task.<name>") and PIQA's labels file ("task.piqa.labels"). */
 static int corpus_list(const rb_config *cfg, file_list *l) {
     memset(l, 0, sizeof *l);
     if (cfg->data.has_calib && file_list_add(l, cfg->data.calib.corpus, "calib")) return RB_ENOMEM;
     for (int i = 0; i < cfg->data.n_eval; i++)
         if (file_list_add(l, cfg->data.eval[i].corpus, cfg->data.eval[i].name)) return RB_ENOMEM;
+    for (int i = 0; i < cfg->data.n_tasks; i++) {
+        const rb_cfg_task *t = &cfg->data.tasks[i];
+        char name[96];
+        snprintf(name, sizeof name, "task.%s", rb_task_name(t->task));
+        if (file_list_add(l, t->file, name)) return RB_ENOMEM;
+        int oom;
+        char *lab = task_labels_path(t, &oom);
+        if (oom) return RB_ENOMEM;
+        if (lab) {
+            snprintf(name, sizeof name, "task.%s.labels", rb_task_name(t->task));
+            int rc = file_list_add(l, lab, name);
+            free(lab);
+            if (rc) return RB_ENOMEM;
+        }
+    }
     return 0;
 }
 
@@ -262,6 +301,63 @@ static int put_inputs(rb_results *w, const rb_config *cfg, rb_error *err) {
     return rc;
 }
 
+/* ---- zero-shot tasks (unit "tasks") ---- */
+
+static void task_sets_free(rb_task_set *sets, int n) {
+    for (int i = 0; sets && i < n; i++) rb_task_set_free(&sets[i]);
+    free(sets);
+}
+
+/* Reads every data.tasks file (before the expensive stages, so a bad file fails the run at once). */
+static int tasks_read(const rb_config *cfg, rb_task_set **out, rb_error *err) {
+    int n = cfg->data.n_tasks;
+    rb_task_set *sets = calloc((size_t)n, sizeof *sets);
+    if (!sets) return rb_error_set(err, RB_ENOMEM, "out of memory");
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        const rb_cfg_task *t = &cfg->data.tasks[i];
+        rc = rb_taskfile_read(t->file, t->task, t->labels, t->limit, &sets[i], err);
+        if (!rc)
+            rb_info("task %s: %d documents from %s (%s)", rb_task_name(t->task), sets[i].n_docs, t->file,
+                    rb_task_format_name(sets[i].format));
+    }
+    if (rc) {
+        task_sets_free(sets, n);
+        return rc;
+    }
+    *out = sets;
+    return 0;
+}
+
+/* Scores every task in one pass (rb_pipe_tasks: quantized + FP reference when the run quantizes)
+ * and writes /tasks/<name>. The seconds it took into *dt. */
+static int tasks_run(const rb_config *cfg, rb_pipe *pipe, const rb_pipe_spec *spec, rb_task_set *sets,
+                     rb_results *w, double *dt, rb_error *err) {
+    int n = cfg->data.n_tasks;
+    double ts = rb_now();
+    rb_task_result *res = calloc((size_t)n, sizeof *res);
+    if (!res) return rb_error_set(err, RB_ENOMEM, "out of memory");
+    int rc = rb_pipe_tasks(pipe, spec, sets, n, cfg->data.task_bos, cfg->data.task_max_length, res, err);
+    for (int i = 0; !rc && i < n; i++) {
+        const rb_task_result *r = &res[i];
+        rc = rb_results_put_task(w, sets[i].path, cfg->data.tasks[i].labels, sets[i].format, r, err);
+        int p = rb_task_primary_metric(r->task, r->scoring) == RB_METRIC_ACC_NORM;
+        double a = p ? r->q.acc_norm : r->q.acc, f = p ? r->fp.acc_norm : r->fp.acc;
+        if (!rc && r->have_fp)
+            rb_info("task %s: %s %.4f (FP %.4f, delta %+.4f [%+.4f, %+.4f], McNemar p %.3g)", rb_task_name(r->task),
+                    p ? "acc_norm" : "acc", a, f, (p ? &r->acc_norm_pair : &r->acc_pair)->delta,
+                    (p ? &r->acc_norm_pair : &r->acc_pair)->lo, (p ? &r->acc_norm_pair : &r->acc_pair)->hi,
+                    (p ? &r->acc_norm_pair : &r->acc_pair)->p_mcnemar);
+        else if (!rc)
+            rb_info("task %s: %s %.4f", rb_task_name(r->task), p ? "acc_norm" : "acc", a);
+    }
+    for (int i = 0; i < n; i++) rb_task_result_free(&res[i]);
+    free(res);
+    *dt = rb_now() - ts;
+    if (!rc) rc = rb_results_mark_unit(w, "tasks", *dt, err);
+    return rc;
+}
+
 int rb_run_execute(const rb_config *cfg, const char *run_dir, const char *run_id, const rb_run_opts *o,
                    int *outcome, rb_error *err) {
     *outcome = RB_RUN_RAN;
@@ -289,8 +385,11 @@ int rb_run_execute(const rb_config *cfg, const char *run_dir, const char *run_id
     memset(&pipe, 0, sizeof pipe);
     rb_stage_times times = {NAN, NAN, NAN, NAN};
     char *wpath = NULL;
+    rb_task_set *tsets = NULL;
+    int do_tasks = cfg->data.n_tasks > 0 && !rb_results_unit_done(w, "tasks");
     if ((rc = write_text(run_dir, "config.yaml", cfg->canonical, err))) goto out;
     if (!resumed && (rc = put_inputs(w, cfg, err))) goto out;
+    if (do_tasks && (rc = tasks_read(cfg, &tsets, err))) goto out;
     int use_rot = strcmp(cfg->rotation.method, "identity") != 0 || cfg->rotation.r3 == 1 || cfg->rotation.r4 == 1;
     if (resumed && rb_results_unit_done(w, "rotation")) {
         if ((rc = rb_results_read_rotset(rb_results_path(w), &loaded, err))) goto out;
@@ -360,6 +459,13 @@ int rb_run_execute(const rb_config *cfg, const char *run_dir, const char *run_id
         if ((rc = rb_results_mark_unit(w, unit, dt, err))) goto out;
         rb_info("%s: ppl %.6g (FP %.6g), KL %.4g", e->name, pipe.q.q.ppl, pipe.q.fp.ppl, pipe.q.kl_mean);
     }
+    if (do_tasks) {
+        double dt = 0;
+        if ((rc = tasks_run(cfg, &pipe, &spec, tsets, w, &dt, err))) goto out;
+        te += dt;
+    } else if (cfg->data.n_tasks) {
+        rb_info("tasks: done before the resume, skipped");
+    }
     times.evaluate = te;
     times.total = rb_now() - t0;
     rc = rb_results_put_times(w, &times, err);
@@ -373,6 +479,7 @@ out:;
         *err = e2;
     }
     rb_pipe_free(&pipe);
+    task_sets_free(tsets, cfg->data.n_tasks);
     if (wpath && status == RB_RUN_DONE && !rc) unlink(wpath); /* only a partial run needs it */
     free(wpath);
     if (have_loaded) rb_rotset_free(&loaded);

@@ -100,4 +100,37 @@ typedef struct rb_pivot_opts {
 int rb_table_pivot(rb_table *t, const rb_pivot_rec *recs, size_t n, const rb_pivot_opts *opts,
                    rb_error *err);
 
+/* ---- zero-shot task tables (rb_table_tasks.c) ------------------------------------------------ */
+
+/* One task score of one run: the metric the papers show (acc_norm where lm-eval reports it, else
+ * acc) as fractions. */
+typedef struct rb_task_rec {
+    const char *method, *setting; /* row (both non-empty) */
+    const char *model;            /* NULL or "": one model */
+    int task;                     /* enum rb_task_id (tasks/rb_taskfile.h) */
+    double acc;                   /* the evaluated (quantized) model; NaN: not scored */
+    double fp;                    /* the FP model on the same documents; NaN: unknown */
+    double delta, lo, hi;         /* paired acc − fp and its 95 % bootstrap interval; delta NaN: no FP reference */
+    double p_mcnemar;             /* exact McNemar p of the paired comparison (NaN: none) */
+    int fp_only;                  /* an unquantized, unrotated run: supplies `fp` only, no row of its own */
+} rb_task_rec;
+
+/* The papers' zero-shot layout from records (several records of one row and task, e.g. seeds, are
+ * averaged):
+ *   acc    columns [Model,] Setting, Method, one per task present in rb_task_id order headed by
+ *          rb_task_label ("PIQA", "ARC-e", …), then "Avg" (mean of the row's task columns; "–" when
+ *          one is missing). Values in percent with `decimals` digits (opts->decimals, 0 → 2). Per
+ *          model with FP values a first row opts->fp_label ("FP16" when NULL) with them (the first
+ *          finite `fp` of the model's records; a differing one is reported with rb_warn), then a \midrule;
+ *          then per setting (first-seen order) its methods (opts->methods order, then first-seen),
+ *          a \midrule after each setting.
+ *   delta  built only when some record has a paired comparison (else left zeroed: n_cols 0): the
+ *          same rows without the FP row (and without rows that have no comparison), cells
+ *          "-1.30 [-3.40, +0.80]" = Δ in percentage points with its interval, "*" appended when
+ *          McNemar p < 0.05; a cell averaging k > 1 records reads "-1.30 (sd 0.40, k runs)"; Avg =
+ *          mean of the row's Δ.
+ * RB_EINVAL for a record without method or setting, or an unknown task. Free both tables. */
+int rb_table_tasks(rb_table *acc, rb_table *delta, const rb_task_rec *recs, size_t n, const rb_pivot_opts *opts,
+                   rb_error *err);
+
 #endif

@@ -43,6 +43,22 @@ const char *rb_task_format_name(int format) {
     return format > 0 && format < N_FORMATS ? k_format_names[format] : "unknown";
 }
 
+static const char *const scoring_names[] = {NULL, "choice", "greedy", "llamacpp"};
+
+const char *rb_task_scoring_name(int scoring) {
+    return scoring >= RB_SCORE_CHOICE && scoring <= RB_SCORE_LLAMACPP ? scoring_names[scoring] : NULL;
+}
+
+int rb_task_scoring_from_name(const char *name) {
+    for (int s = RB_SCORE_CHOICE; name && s <= RB_SCORE_LLAMACPP; s++)
+        if (!strcmp(name, scoring_names[s])) return s;
+    return -1;
+}
+
+int rb_task_primary_metric(int task, int scoring) {
+    return (rb_task_metrics(task, scoring) & RB_METRIC_ACC_NORM) ? RB_METRIC_ACC_NORM : RB_METRIC_ACC;
+}
+
 int rb_task_metrics(int task, int scoring) {
     switch (task) {
     case RB_TASK_PIQA:

@@ -91,6 +91,14 @@ const char *rb_task_format_name(int format);
  * only). */
 int rb_task_metrics(int task, int scoring);
 
+/* "choice", "greedy", "llamacpp" (enum rb_task_scoring); NULL otherwise. */
+const char *rb_task_scoring_name(int scoring);
+/* Name → RB_SCORE_*, or -1. */
+int rb_task_scoring_from_name(const char *name);
+/* The metric the papers' tables show (QuaRot's rule): RB_METRIC_ACC_NORM where lm-eval reports it, else
+ * RB_METRIC_ACC. */
+int rb_task_primary_metric(int task, int scoring);
+
 /* Reads the documents of task `task` from `path` (format recognized by content; it must suit the
  * task: a foundry multiple-choice file for piqa is refused naming both). labels: the PIQA labels
  * file, NULL = `<stem>-labels.lst` beside a PIQA jsonl `<stem>.jsonl` (ignored by other formats).
