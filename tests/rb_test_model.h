@@ -58,7 +58,7 @@ static inline int rb_test_stories_open(rb_test_stories *s, int hadamard_tables) 
     rb_tokenizer *tok = NULL;
     assert_int_equal(rb_model_open(model, &s->m, &err), 0);
     assert_int_equal(rb_tokenizer_load(model, &tok, &err), 0);
-    assert_int_equal(rb_tokenize_file(tok, text, 1, &s->ids, &s->n, &err), 0);
+    assert_int_equal(rb_tokenize_file(tok, text, 1, NULL, &s->ids, &s->n, &err), 0);
     rb_tokenizer_free(tok);
     s->c = rb_model_config(s->m);
     s->src = rb_weights_from_model(s->m);

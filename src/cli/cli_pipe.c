@@ -9,7 +9,7 @@
 
 typedef struct pipe_args {
     const char *text, *tokp, *quant, *walgo, *calib, *calib_range, *text_range;
-    const char *rotation, *save_rot, *load_rot, *rot_opts, *o_proj;
+    const char *rotation, *save_rot, *load_rot, *rot_opts, *o_proj, *doc_sep;
     long seqlen, maxw, calib_n, calib_T, calib_batch, seed;
     int no_bos, act_order, r3, r4, emb_center, cross_head;
 } pipe_args;
@@ -28,6 +28,7 @@ static int parse(rb_args *a, const char *cmd, pipe_args *p, rb_error *err) {
     p->load_rot = rb_args_str(a, "load-rotation", err);
     p->rot_opts = rb_args_str(a, "rot-opt", err);
     p->o_proj = rb_args_str(a, "o-proj", err);
+    p->doc_sep = rb_args_str(a, "doc-sep", err);
     if (rb_args_onoff(a, "r3", -1, &p->r3, err) || rb_args_onoff(a, "r4", -1, &p->r4, err) ||
         rb_args_onoff(a, "emb-center", 1, &p->emb_center, err) || rb_args_onoff(a, "cross-head", -1, &p->cross_head, err))
         return err->code;
@@ -76,6 +77,7 @@ int rb_cli_pipe_setup(rb_cli_pipe *cp, rb_args *a, const char *cmd, int flags, r
     rb_pipe_spec spec = {.model_path = model_path, .tokenizer_path = p.tokp, .seed = (uint64_t)p.seed,
                          .rotation_seed = (uint64_t)p.seed,
                          .add_bos = !p.no_bos, .text = p.text, .text_range = p.text_range,
+                         .text_doc_sep = p.doc_sep, .calib_doc_sep = p.doc_sep,
                          .ppl = {.protocol = RB_PPL_GPTQ, .seqlen = (int)p.seqlen, .max_windows = (int)p.maxw},
                          .calib = p.calib, .calib_range = p.calib_range, .calib_samples = (int)p.calib_n,
                          .calib_seqlen = (int)p.calib_T, .calib_order = RB_CALIB_SEQUENTIAL, .fp_ref = 1,

@@ -83,6 +83,7 @@ int rb_cmd_ppl(int argc, char **argv) {
         json_object_set_new(j, "quant", json_string(cp.qcfg.name));
         json_object_set_new(j, "w_algo", json_string(cp.qcfg.w_algo == RB_WALGO_GPTQ ? "gptq" : "rtn"));
     }
+    if (spec->text_doc_sep) json_object_set_new(j, "doc_sep", json_string(spec->text_doc_sep));
     rb_cli_json_rotation(j, pipe);
     char *out = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
     printf("%s\n", out);
@@ -108,6 +109,7 @@ int rb_cmd_tokenize(int argc, char **argv) {
     const char *tokp = rb_args_str(&a, "tokenizer", &err);
     const char *file = rb_args_str(&a, "file", &err);
     const char *fmt = rb_args_str(&a, "format", &err);
+    const char *doc_sep = rb_args_str(&a, "doc-sep", &err);
     int bos = rb_args_flag(&a, "bos");
     if (err.code || rb_args_finish(&a, 0, &err)) goto fail;
     if (!tokp || !file) {
@@ -120,7 +122,7 @@ int rb_cmd_tokenize(int argc, char **argv) {
         goto fail;
     }
     if (rb_tokenizer_load(tokp, &tok, &err)) goto fail;
-    if (rb_tokenize_file(tok, file, bos, &ids, &n, &err)) goto fail;
+    if (rb_tokenize_file(tok, file, bos, doc_sep, &ids, &n, &err)) goto fail;
     if (!strcmp(fmt, "count")) {
         printf("%zu\n", n);
     } else if (!strcmp(fmt, "lines")) {

@@ -85,14 +85,14 @@ static const sentry s_calib[] = {S("corpus", T_PATH, F_REQ, NULL, OFF(data.calib
                                  SI("seqlen", "2048", OFF(data.calib.seqlen), 1, 1 << 20),
                                  SE("order", T_ENUM, 0, "sequential", OFF(data.calib.order), e_order),
                                  SI("batch", "1", OFF(data.calib.batch), 1, INT_MAX),
-                                 E_END};
+                                 S("doc_sep", T_STR, F_OPT, NULL, OFF(data.calib.doc_sep)), E_END};
 static const sentry s_eval[] = {S("corpus", T_PATH, F_REQ, NULL, EOFF(corpus)),
                                 S("name", T_NAME, F_OPT, NULL, EOFF(name)),
                                 S("range", T_RANGE, 0, "'0:1'", EOFF(range)),
                                 SI("seqlen", "2048", EOFF(seqlen), 2, 1 << 20),
                                 SE("protocol", T_ENUM, 0, "gptq", EOFF(protocol), e_protocol),
                                 SI("max_windows", "0", EOFF(max_windows), 0, INT_MAX),
-                                E_END};
+                                S("doc_sep", T_STR, F_OPT, NULL, EOFF(doc_sep)), E_END};
 static const sentry s_task[] = {SE("name", T_ENUM, F_REQ, NULL, TOFF(task), e_task),
                                 S("file", T_PATH, F_REQ, NULL, TOFF(file)),
                                 S("labels", T_PATH, F_OPT, NULL, TOFF(labels)),

@@ -71,6 +71,8 @@ typedef struct rb_cfg_calib {
     int seqlen;      /* ≥ 1, default 2048 */
     int order;       /* RB_CALIB_* (text/rb_calib.h), default sequential */
     int batch;       /* 1 ≤ batch ≤ samples, default 1 */
+    char *doc_sep;   /* optional: documents separated by this string, each tokenized with its own BOS
+                        (rb_tokenize_file; TinyStories: "<|endoftext|>"); NULL = one stream */
 } rb_cfg_calib;
 
 /* One entry of data.eval. */
@@ -80,6 +82,7 @@ typedef struct rb_cfg_eval {
     char *range;     /* default "0:1" */
     int seqlen;      /* ≥ 2, default 2048 */
     int protocol;    /* RB_PPL_GPTQ | RB_PPL_LLAMACPP (eval/rb_ppl.h), default gptq */
+    char *doc_sep;   /* optional, as data.calib.doc_sep */
     int max_windows; /* ≥ 0, 0 = all */
 } rb_cfg_eval;
 

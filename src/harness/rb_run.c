@@ -409,6 +409,7 @@ int rb_run_execute(const rb_config *cfg, const char *run_dir, const char *run_id
     if (cfg->data.has_calib) {
         spec.calib = cfg->data.calib.corpus;
         spec.calib_range = cfg->data.calib.range;
+        spec.calib_doc_sep = cfg->data.calib.doc_sep;
         spec.calib_samples = cfg->data.calib.samples;
         spec.calib_seqlen = cfg->data.calib.seqlen;
         spec.calib_order = cfg->data.calib.order;
@@ -450,7 +451,7 @@ int rb_run_execute(const rb_config *cfg, const char *run_dir, const char *run_id
         }
         double ts = rb_now();
         spec.ppl = (rb_ppl_opts){.protocol = e->protocol, .seqlen = e->seqlen, .max_windows = e->max_windows};
-        if ((rc = rb_pipe_load_text(&pipe, e->corpus, e->range, 1, err))) goto out;
+        if ((rc = rb_pipe_load_text(&pipe, e->corpus, e->range, 1, e->doc_sep, err))) goto out;
         if ((rc = rb_pipe_evaluate(&pipe, &spec, err))) goto out;
         if ((rc = rb_results_put_eval(w, e->name, e->protocol, pipe.seqlen, &pipe.q, err))) goto out;
         if (i == 0 && (rc = rb_results_put_layers(w, &pipe.q, err))) goto out;

@@ -15,12 +15,64 @@
 /* Text files above this are refused rather than read (WikiText-103 is ~540 MB). */
 #define RB_MAX_TEXT_BYTES ((size_t)4 << 30)
 
-int rb_tokenize_file(const rb_tokenizer *tok, const char *file, int bos, int32_t **ids, size_t *n, rb_error *err) {
+/* ASCII whitespace (the separators' surrounding newlines). */
+static int ws(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+/* Tokenizes text[len] as documents split at every occurrence of sep: each stripped, empty ones
+ * skipped, each encoded on its own (BOS first when bos) and appended. */
+static int tokenize_docs(const rb_tokenizer *tok, const char *text, size_t len, const char *sep, int bos,
+                         int32_t **ids, size_t *n, rb_error *err) {
+    size_t ls = strlen(sep), cap = 0, used = 0, docs = 0;
+    int32_t *all = NULL;
+    const char *p = text, *end = text + len;
+    int rc = 0;
+    while (p <= end) {
+        const char *q = memmem(p, (size_t)(end - p), sep, ls);
+        const char *e = q ? q : end, *a = p;
+        while (a < e && ws(*a)) a++;
+        while (e > a && ws(e[-1])) e--;
+        if (e > a) {
+            int32_t *d = NULL;
+            size_t nd = 0;
+            if ((rc = rb_tokenizer_encode(tok, a, (size_t)(e - a), bos, &d, &nd, err))) break;
+            if (used + nd > cap) {
+                size_t nc = cap ? cap * 2 : 1 << 16;
+                while (nc < used + nd) nc *= 2;
+                int32_t *g = realloc(all, nc * sizeof *g);
+                if (!g) {
+                    free(d);
+                    rc = rb_error_set(err, RB_ENOMEM, "out of memory tokenizing documents");
+                    break;
+                }
+                all = g, cap = nc;
+            }
+            memcpy(all + used, d, nd * sizeof *d);
+            used += nd, docs++;
+            free(d);
+        }
+        if (!q) break;
+        p = q + ls;
+    }
+    if (!rc && docs == 0) rc = rb_error_set(err, RB_EFORMAT, "no document (separator '%s')", sep);
+    if (rc) {
+        free(all);
+        return rc;
+    }
+    rb_info("tokenized %zu documents (separator '%s'%s): %zu tokens", docs, sep, bos ? ", BOS each" : "", used);
+    *ids = all, *n = used;
+    return 0;
+}
+
+int rb_tokenize_file(const rb_tokenizer *tok, const char *file, int bos, const char *doc_sep, int32_t **ids,
+                     size_t *n, rb_error *err) {
     char *text;
     size_t len;
     int rc = rb_read_file(file, RB_MAX_TEXT_BYTES, &text, &len, err);
     if (rc) return rc;
-    rc = rb_tokenizer_encode(tok, text, len, bos, ids, n, err);
+    if (doc_sep && *doc_sep)
+        rc = tokenize_docs(tok, text, len, doc_sep, bos, ids, n, err);
+    else
+        rc = rb_tokenizer_encode(tok, text, len, bos, ids, n, err);
     if (rc) rb_error_prefix(err, "%s", file);
     free(text);
     return rc;
@@ -76,14 +128,14 @@ int rb_pipe_prepare(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
     p->cfg = *rb_model_config(p->model);
     p->seqlen = default_seqlen(s, &p->cfg);
     if ((rc = open_tokenizer(s, p->model, &p->tok, err))) goto fail;
-    if (s->text && (rc = rb_pipe_load_text(p, s->text, s->text_range, s->add_bos, err))) goto fail;
+    if (s->text && (rc = rb_pipe_load_text(p, s->text, s->text_range, s->add_bos, s->text_doc_sep, err))) goto fail;
     p->base = p->src = rb_weights_from_model(p->model);
     if (s->calib) {
         int32_t *cal = NULL;
         size_t cn = 0;
         int T = s->calib_seqlen ? s->calib_seqlen : default_seqlen(s, &p->cfg);
         p->calib_seqlen = T;
-        if ((rc = rb_tokenize_file(p->tok, s->calib, s->add_bos, &cal, &cn, err))) goto fail;
+        if ((rc = rb_tokenize_file(p->tok, s->calib, s->add_bos, s->calib_doc_sep, &cal, &cn, err))) goto fail;
         if (!(rc = apply_range(s->calib_range, cal, &cn, err)))
             rc = rb_calib_sample(cal, cn, s->calib_samples, T, s->seed, &p->calib_win, err);
         free(cal);
@@ -147,13 +199,14 @@ fail:
     return rc;
 }
 
-int rb_pipe_load_text(rb_pipe *p, const char *path, const char *range, int add_bos, rb_error *err) {
+int rb_pipe_load_text(rb_pipe *p, const char *path, const char *range, int add_bos, const char *doc_sep,
+                      rb_error *err) {
     free(p->ids);
     p->ids = NULL;
     p->n_ids = 0;
     rb_ppl_result_free(&p->plain);
     rb_qeval_result_free(&p->q);
-    int rc = rb_tokenize_file(p->tok, path, add_bos, &p->ids, &p->n_ids, err);
+    int rc = rb_tokenize_file(p->tok, path, add_bos, doc_sep, &p->ids, &p->n_ids, err);
     if (!rc) rc = apply_range(range, p->ids, &p->n_ids, err);
     return rc;
 }

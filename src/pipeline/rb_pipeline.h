@@ -28,10 +28,12 @@ typedef struct rb_pipe_spec {
     /* evaluation */
     const char *text;           /* corpus file (NULL: load later with rb_pipe_load_text) */
     const char *text_range;     /* "a:b" fraction of its tokens, NULL = all */
+    const char *text_doc_sep;   /* documents separated by this string, each with its own BOS; NULL = one stream */
     rb_ppl_opts ppl;            /* protocol, seqlen (0 = min(2048, max_position)), max_windows */
     /* calibration (needed by GPTQ) */
     const char *calib;          /* NULL = none */
     const char *calib_range;
+    const char *calib_doc_sep;  /* as text_doc_sep, for the calibration corpus */
     int calib_samples, calib_seqlen, calib_order; /* seqlen 0 = the evaluation's; RB_CALIB_* order */
     int calib_batch;            /* windows per update of online methods (0 = 1) */
     /* quantization: NULL or inactive = FP evaluation (rb_ppl_run) */
@@ -80,9 +82,11 @@ typedef struct rb_pipe {
 /* Prepares everything up to the evaluation: model, tokenizer, tokens, calibration windows, rotation
  * set, fused weights source and online hooks. On error everything is released. */
 int rb_pipe_prepare(rb_pipe *p, const rb_pipe_spec *s, rb_error *err);
-/* (Re)loads the evaluation tokens from `path` restricted to `range` (may be NULL), replacing the
- * previous ones and any previous result: one prepared pipeline evaluates several corpora. */
-int rb_pipe_load_text(rb_pipe *p, const char *path, const char *range, int add_bos, rb_error *err);
+/* (Re)loads the evaluation tokens from `path` (documents split at doc_sep when not NULL, see
+ * rb_tokenize_file) restricted to `range` (may be NULL), replacing the previous ones and any previous
+ * result: one prepared pipeline evaluates several corpora. */
+int rb_pipe_load_text(rb_pipe *p, const char *path, const char *range, int add_bos, const char *doc_sep,
+                      rb_error *err);
 /* Does the spec quantize weights (then evaluation needs quantize_weights or open_weights first)? */
 int rb_pipe_quantizes_weights(const rb_pipe_spec *s);
 /* Quantizes every linear once (RTN or GPTQ on the calibration windows, online transforms active)
@@ -107,7 +111,12 @@ void rb_pipe_tasks_opts(rb_pipe *p, const rb_pipe_spec *s, rb_tasks_opts *o);
 const rb_ppl_result *rb_pipe_result(const rb_pipe *p);
 void rb_pipe_free(rb_pipe *p);
 
-/* Tokenizes a whole text file (≤ 4 GiB) with optional BOS. */
-int rb_tokenize_file(const rb_tokenizer *tok, const char *file, int bos, int32_t **ids, size_t *n, rb_error *err);
+/* Tokenizes a whole text file (≤ 4 GiB) with optional BOS. With doc_sep (not NULL or empty) the file
+ * is a sequence of documents separated by that string (TinyStories: a line `<|endoftext|>`): each
+ * document, stripped of surrounding whitespace, is tokenized on its own with BOS first (when bos) and
+ * the results are concatenated, as llama2.c pretokenizes TinyStories; the separator is never
+ * tokenized, so never scored. RB_EFORMAT when no document is left. */
+int rb_tokenize_file(const rb_tokenizer *tok, const char *file, int bos, const char *doc_sep, int32_t **ids,
+                     size_t *n, rb_error *err);
 
 #endif

@@ -61,4 +61,16 @@ if need_data stories260K/hf/model.safetensors && need_data wikitext-2/wiki.test.
 else
   skip_test "stories260K CLI checks" "shared data missing"
 fi
+# In-domain documents (issue 14): TinyStories stories split at <|endoftext|>, each with its own BOS,
+# as llama2.c pretokenized them. Whole file at seqlen 512 gives 3.663 (measured), i.e. loss 1.298:
+# llama2.c's README reports val loss 1.297 for stories260K. The first 150 windows give 3.643; with the
+# separators tokenized as text the same file scores 7.19.
+if need_data stories260K/hf && need_data tinystories/valid-llama2c-data00.txt; then
+  out=$("$RB" ppl "$DATA/stories260K/hf" --tokenizer "$DATA/stories260K/tok512.bin" --seqlen 512 --max-windows 150 \
+        --text "$DATA/tinystories/valid-llama2c-data00.txt" --doc-sep "<|endoftext|>" 2>/dev/null | tail -n 1)
+  p=$(echo "$out" | json_num ppl)
+  python3 -c "import sys; sys.exit(0 if abs($p - 3.642664572) < 1e-6 else 1)" && ok "doc-sep: TinyStories in domain, ppl 3.643 (llama2.c's val loss)" \
+    || not_ok "doc-sep ppl" "$out"
+  [ "$(echo "$out" | json_num tokens)" = 245293 ] && ok "doc-sep: separators not tokenized (245293 tokens, not 254548)" || not_ok "doc-sep tokens" "$out"
+fi
 done_testing

@@ -94,7 +94,7 @@ static void test_golden_stories(void **state) {
     assert_int_equal(rb_tokenizer_load(model, &tok, &err), 0);
     int32_t *ids;
     size_t n;
-    assert_int_equal(rb_tokenize_file(tok, text, 1, &ids, &n, &err), 0);
+    assert_int_equal(rb_tokenize_file(tok, text, 1, NULL, &ids, &n, &err), 0);
     assert_int_equal(n, WIKI_TOKENS_WITH_BOS);
     rb_weights_src src = rb_weights_from_model(m);
     for (size_t g = 0; g < sizeof golden_runs / sizeof *golden_runs; g++) {

@@ -212,6 +212,19 @@ static void test_strings_quoted(void **state) {
     free(s);
 }
 
+/* doc_sep (issue 14): optional on calib and each eval entry, emitted only when set, quoted. */
+static void test_doc_sep(void **state) {
+    (void)state;
+    char *s = roundtrip("name: t\nmodel: {path: /m}\ndata:\n  calib: {corpus: /d/train.txt, doc_sep: '<|endoftext|>'}\n"
+                        "  eval: [{corpus: /d/valid.txt, doc_sep: '<|endoftext|>'}, {corpus: /d/wiki.test.raw}]\n");
+    assert_non_null(strstr(s, "    doc_sep: \"<|endoftext|>\"\n  eval:\n"));
+    assert_non_null(strstr(s, "      doc_sep: \"<|endoftext|>\"\n    - corpus: /d/wiki.test.raw\n"));
+    free(s);
+    s = roundtrip(CFG_MIN);
+    assert_null(strstr(s, "doc_sep"));
+    free(s);
+}
+
 static void test_composition(void **state) {
     (void)state;
     rb_config c;
@@ -526,7 +539,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_golden), cmocka_unit_test(test_full_roundtrip),
         cmocka_unit_test(test_strings_quoted),  cmocka_unit_test(test_composition),
-        cmocka_unit_test(test_method_options),
+        cmocka_unit_test(test_method_options),  cmocka_unit_test(test_doc_sep),
         cmocka_unit_test(test_errors),          cmocka_unit_test(test_env),
         cmocka_unit_test(test_overrides),       cmocka_unit_test(test_override_errors),
     };

@@ -381,7 +381,7 @@ static int stories_load(void) {
     int32_t *ids = NULL;
     size_t n = 0, b, e;
     assert_int_equal(rb_tokenizer_load(model, &tok, &err), 0);
-    assert_int_equal(rb_tokenize_file(tok, text, 1, &ids, &n, &err), 0);
+    assert_int_equal(rb_tokenize_file(tok, text, 1, NULL, &ids, &n, &err), 0);
     assert_int_equal(rb_token_range_parse("0:0.5", n, &b, &e, &err), 0);
     assert_int_equal(rb_calib_sample(ids, e, CAL_N, CAL_T, 0, &st.calib, &err), 0);
     free(ids);

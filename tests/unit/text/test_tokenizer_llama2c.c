@@ -2,6 +2,8 @@
  * verified WikiText-2 counts, and corrupt input. */
 #include "tok_test_util.h"
 
+#include "pipeline/rb_pipeline.h"
+
 static void test_bin_vectors(void **state) {
     (void)state;
     RB_REQUIRE_DATA(bin, "llama2/tokenizer.bin");
@@ -158,11 +160,56 @@ static void test_load_directory(void **state) {
     rb_tokenizer_free(t);
 }
 
+/* Documents split at a separator string: each stripped and tokenized on its own with BOS (as llama2.c
+ * pretokenizes TinyStories); the separator is never tokenized. */
+static void test_doc_sep(void **state) {
+    (void)state;
+    RB_REQUIRE_DATA(bin, "stories260K/tok512.bin");
+    rb_tokenizer *t = NULL;
+    rb_error err = {0};
+    assert_int_equal(rb_tokenizer_load(bin, &t, &err), 0);
+    char dir[512], path[600];
+    rb_test_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/docs.txt", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("Once upon a time.\n<|endoftext|>\n  The end.\n<|endoftext|>\n\n", f);
+    fclose(f);
+    int32_t *ids = NULL, *a = NULL, *b = NULL;
+    size_t n = 0, na = 0, nb = 0;
+    assert_int_equal(rb_tokenize_file(t, path, 1, "<|endoftext|>", &ids, &n, &err), 0);
+    assert_int_equal(rb_tokenizer_encode(t, "Once upon a time.", 17, 1, &a, &na, &err), 0);
+    assert_int_equal(rb_tokenizer_encode(t, "The end.", 8, 1, &b, &nb, &err), 0);
+    assert_int_equal(n, na + nb);
+    assert_memory_equal(ids, a, na * sizeof *a);
+    assert_memory_equal(ids + na, b, nb * sizeof *b);
+    assert_int_equal(ids[0], rb_tokenizer_bos(t));
+    assert_int_equal(ids[na], rb_tokenizer_bos(t));
+    free(ids);
+    /* without BOS: the documents only */
+    assert_int_equal(rb_tokenize_file(t, path, 0, "<|endoftext|>", &ids, &n, &err), 0);
+    assert_int_equal(n, na + nb - 2);
+    assert_memory_equal(ids, a + 1, (na - 1) * sizeof *a);
+    free(ids);
+    /* nothing but separators is an input error naming the file */
+    f = fopen(path, "w");
+    fputs("<|endoftext|>\n\n<|endoftext|>", f);
+    fclose(f);
+    assert_int_equal(rb_tokenize_file(t, path, 1, "<|endoftext|>", &ids, &n, &err), RB_EFORMAT);
+    assert_non_null(strstr(err.msg, "docs.txt"));
+    free(a);
+    free(b);
+    remove(path);
+    rmdir(dir);
+    rb_tokenizer_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bin_vectors),         cmocka_unit_test(test_bin_wikitext_llama2),
         cmocka_unit_test(test_bin_wikitext_tok512), cmocka_unit_test(test_bin_pieces),
         cmocka_unit_test(test_bin_corrupt),         cmocka_unit_test(test_load_directory),
+        cmocka_unit_test(test_doc_sep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
