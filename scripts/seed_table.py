@@ -2,13 +2,14 @@
 """Mean ± sd over seeds of a sweep directory, as a markdown table (the tables of
 docs/results-stories260K.md).
 
-  scripts/seed_table.py DIR [--metric ppl|kl] [--by order|batch|samples] [--rotbench PATH]
-  scripts/seed_table.py DIR --paired BASELINE [--metric ppl|kl]
+  scripts/seed_table.py DIR [--metric ppl|kl] [--by order|batch|samples] [--corpus NAME] [--rotbench PATH]
+  scripts/seed_table.py DIR --paired BASELINE [--metric ppl|kl] [--corpus NAME]
 
 Rows are method labels (with --by: calibration order / batch / samples, one column pair per
 method); columns are the quantization settings ("W4A4KV4 GPTQ"). --paired BASELINE: per method,
 the mean ± sd over seeds of (method − BASELINE) on the same seed and setting (runs of one seed share
-calibration windows), and how many seeds it is negative. Reads `rotbench export DIR --csv`
+calibration windows), and how many seeds it is negative. --corpus: the evaluation corpus (data.eval name)
+to tabulate; default the first one of the sweep. Reads `rotbench export DIR --csv`
 and, for --by, each run's config.yaml. Python standard library only."""
 import argparse
 import collections
@@ -40,11 +41,19 @@ def main():
     ap.add_argument("--by", choices=["order", "batch", "samples"])
     ap.add_argument("--rotbench", default="build/rotbench")
     ap.add_argument("--paired", metavar="BASELINE")
+    ap.add_argument("--corpus", metavar="NAME")
     a = ap.parse_args()
     out = subprocess.run([a.rotbench, "export", a.dir, "--csv"], capture_output=True, text=True)
     if out.returncode:
         sys.exit(out.stderr.strip())
     rows = [r for r in csv.DictReader(out.stdout.splitlines()) if r["status"] == "done"]
+    corpora = list(dict.fromkeys(r["corpus"] for r in rows))
+    corpus = a.corpus or (corpora[0] if corpora else None)
+    if corpus not in corpora and rows:
+        sys.exit("no corpus %r in %s (have: %s)" % (corpus, a.dir, ", ".join(corpora)))
+    rows = [r for r in rows if r["corpus"] == corpus]
+    if len(corpora) > 1:
+        print("corpus %s (of %s)" % (corpus, ", ".join(corpora)), file=sys.stderr)
     if a.paired:
         return paired(rows, a.paired, a.metric)
     cells = collections.defaultdict(list)
