@@ -86,6 +86,11 @@ static int validate(const rb_figure *fig, const char *out_basename, rb_error *er
             return rb_error_set(err, RB_EINVAL, "figure: xtic_pos[%zu] = %g is not positive on a log-x axis",
                                 i, fig->xtic_pos[i]);
     }
+    if (fig->xint && (fig->logx || fig->n_xtics || fig->categorical))
+        return rb_error_set(err, RB_EINVAL, "figure: an integer x axis takes no log-x, xtics or categorical mode");
+    if (fig->categorical && (!fig->n_xtics || fig->xtic_pos || fig->logx))
+        return rb_error_set(err, RB_EINVAL,
+                            "figure: a categorical x axis needs xtics at the default positions 0..n-1 on a linear axis");
     if (fig->n_series && !fig->series)
         return rb_error_set(err, RB_EINVAL, "figure: n_series = %zu but series is NULL", fig->n_series);
     if (fig->width < 0 || fig->height < 0 || fig->width > 20000 || fig->height > 20000 ||
@@ -104,6 +109,10 @@ static int validate(const rb_figure *fig, const char *out_basename, rb_error *er
         if (se->ysd && se->ylo)
             return rb_error_set(err, RB_EINVAL, "figure: series %zu '%s': ysd and ylo/yhi are exclusive", s,
                                 nm);
+        if (fig->categorical && (se->x || se->n > fig->n_xtics))
+            return rb_error_set(err, RB_EINVAL,
+                                "figure: series %zu '%s': a categorical series has no x and at most one point per "
+                                "category (%zu points, %zu categories)", s, nm, se->n, fig->n_xtics);
         if (se->style < RB_FIG_LINESPOINTS || se->style > RB_FIG_POINTS)
             return rb_error_set(err, RB_EINVAL, "figure: series %zu '%s': unknown style %d", s, nm,
                                 se->style);
@@ -189,6 +198,27 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Integer x axis over data [xmin, xmax]: integer tics with a step that keeps about 16 labels or
+ * fewer (1 up to 16 positions, then 2, 4, 8, 16, then 1-2-5 steps), a minor tic at each integer
+ * while the step is at most 8, and a range half a unit (or 2 %) beyond the end points. */
+static void tb_int_xaxis(rb_strbuf *b, double xmin, double xmax) {
+    double span = xmax - xmin, npos = floor(span + 0.5) + 1, step = 1;
+    while (step < 16 && npos > 16 * step) step *= 2;
+    if (npos > 16 * step) step = nice_step(span / 10); /* > 256 positions: 25, 50, 100, … (integers) */
+    step = fmax(1, floor(step + 0.5));
+    double pad = fmax(0.5, 0.02 * span), start = ceil((xmin - pad) / step) * step;
+    rb_strbuf_puts(b, "set xrange [");
+    tb_num(b, xmin - pad);
+    rb_strbuf_puts(b, ":");
+    tb_num(b, xmax + pad);
+    rb_strbuf_puts(b, "]\nset xtics ");
+    tb_num(b, start == 0 ? 0 : start); /* no "-0" */
+    rb_strbuf_puts(b, ", ");
+    tb_num(b, step);
+    rb_strbuf_puts(b, "\nset format x '%.0f'\n");
+    if (step > 1 && step <= 8) rb_strbuf_printf(b, "set mxtics %d\n", (int)step);
+}
+
 static void count_series(const rb_figure *fig, const rb_fig_series *se, ser_count *c) {
     memset(c, 0, sizeof *c);
     int want_bars = se->ysd || se->ylo;
@@ -223,11 +253,26 @@ int rb_figure_script(const rb_figure *fig, const char *out_basename, char **out,
         total_pts += cnt[s].pts;
     }
     int nodata = total_pts == 0;
+    /* Categorical: each series with points gets a fixed slot within every category. */
+    double *dodge = calloc(ns ? ns : 1, sizeof *dodge);
+    if (!dodge) {
+        free(cnt);
+        return rb_error_set(err, RB_ENOMEM, "figure: out of memory");
+    }
+    size_t any_bars = 0;
+    if (fig->categorical) {
+        size_t m = 0, k = 0;
+        for (size_t s = 0; s < ns; s++) m += cnt[s].pts > 0;
+        double slot = m > 1 ? fmin(0.8 / (double)m, 0.25) : 0.0;
+        for (size_t s = 0; s < ns; s++)
+            if (cnt[s].pts) dodge[s] = ((double)k++ - (double)(m - 1) / 2.0) * slot;
+    }
+    for (size_t s = 0; s < ns; s++) any_bars += cnt[s].bars;
     extent ext = {INFINITY, -INFINITY, INFINITY, -INFINITY};
     for (size_t s = 0; s < ns; s++) {
         const rb_fig_series *se = &fig->series[s];
         for (size_t i = 0; i < se->n; i++) {
-            double x = ser_x(se, i), y = se->y[i], lo, hi;
+            double x = ser_x(se, i) + dodge[s], y = se->y[i], lo, hi;
             if (!point_ok(fig, x, y)) continue;
             extent_add(&ext, x, y, y);
             if (bar_of(fig, se, i, &lo, &hi)) extent_add(&ext, x, fmin(lo, hi), fmax(lo, hi));
@@ -259,7 +304,7 @@ int rb_figure_script(const rb_figure *fig, const char *out_basename, char **out,
         rb_strbuf_printf(&b, "$s%zu << EOD\n", s);
         int gap = 0, any = 0;
         for (size_t i = 0; i < se->n; i++) {
-            double x = ser_x(se, i), y = se->y[i];
+            double x = ser_x(se, i) + dodge[s], y = se->y[i];
             if (!point_ok(fig, x, y)) {
                 gap = 1;
                 continue;
@@ -276,7 +321,7 @@ int rb_figure_script(const rb_figure *fig, const char *out_basename, char **out,
         if (!cnt[s].bars) continue;
         rb_strbuf_printf(&b, "$e%zu << EOD\n", s);
         for (size_t i = 0; i < se->n; i++) {
-            double x = ser_x(se, i), y = se->y[i], lo, hi;
+            double x = ser_x(se, i) + dodge[s], y = se->y[i], lo, hi;
             if (!point_ok(fig, x, y) || !bar_of(fig, se, i, &lo, &hi)) continue;
             tb_num(&b, x);
             rb_strbuf_puts(&b, " ");
@@ -312,16 +357,19 @@ int rb_figure_script(const rb_figure *fig, const char *out_basename, char **out,
         rb_strbuf_puts(&b, "set xrange [0:1]\nset yrange [0:1]\n");
         rb_strbuf_puts(&b, "set label 1 'no data' at graph 0.5, graph 0.5 center\n");
     } else {
-        rb_strbuf_puts(&b, "set grid xtics ytics linecolor rgb '#d0d0d0' linewidth 1 dashtype solid\n");
+        rb_strbuf_printf(&b, "set grid %sytics linecolor rgb '#d0d0d0' linewidth 1 dashtype solid\n",
+                         fig->categorical ? "" : "xtics ");
         rb_strbuf_puts(&b, "set key outside right top vertical Left reverse samplen 3 spacing 1.2\n");
         /* Ranges hug the data with a 5% margin (instead of jumping to the next tic or decade). */
         rb_strbuf_puts(&b, "set autoscale yfix\n");
-        if (fig->n_xtics && !fig->xtic_pos)
+        int xfixed = (fig->n_xtics && !fig->xtic_pos) || fig->xint; /* x range set explicitly below */
+        if (xfixed)
             rb_strbuf_puts(&b, "set offsets 0, 0, graph 0.05, graph 0.05\n");
         else
             rb_strbuf_puts(&b, "set autoscale xfix\nset offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05\n");
         /* A single x or y value: an explicit range (gnuplot would warn "empty range"). */
-        if (ext.xmin == ext.xmax && !(fig->n_xtics && !fig->xtic_pos)) tb_degenerate_range(&b, 'x', ext.xmin, fig->logx);
+        if (ext.xmin == ext.xmax && !xfixed) tb_degenerate_range(&b, 'x', ext.xmin, fig->logx);
+        if (fig->xint) tb_int_xaxis(&b, ext.xmin, ext.xmax);
         if (ext.ymin == ext.ymax) tb_degenerate_range(&b, 'y', ext.ymin, fig->logy);
         if (fig->logx) {
             rb_strbuf_puts(&b, "set logscale x 10\nset format x '%g'\n");
@@ -364,11 +412,19 @@ int rb_figure_script(const rb_figure *fig, const char *out_basename, char **out,
                 rb_strbuf_puts(&b, " ");
                 tb_num(&b, fig->xtic_pos ? fig->xtic_pos[i] : (double)i);
             }
-            rb_strbuf_puts(&b, ")\n");
+            rb_strbuf_puts(&b, fig->categorical ? ") scale 0\n" : ")\n");
             if (!fig->xtic_pos) {
                 rb_strbuf_puts(&b, "set xrange [-0.5:");
                 tb_num(&b, (double)fig->n_xtics - 0.5);
                 rb_strbuf_puts(&b, "]\n");
+            }
+            /* Categories apart: a dashed line between neighbours (no line through them). */
+            for (size_t i = 1; fig->categorical && i < fig->n_xtics; i++) {
+                rb_strbuf_puts(&b, "set arrow from first ");
+                tb_num(&b, (double)i - 0.5);
+                rb_strbuf_puts(&b, ", graph 0 to first ");
+                tb_num(&b, (double)i - 0.5);
+                rb_strbuf_puts(&b, ", graph 1 nohead back linecolor rgb '#b0b0b0' linewidth 1 dashtype 2\n");
             }
         }
     }
@@ -398,7 +454,8 @@ int rb_figure_script(const rb_figure *fig, const char *out_basename, char **out,
                     if (!first) rb_strbuf_puts(&b, ", \\\n     ");
                     first = 0;
                     if (!cnt[s].pts) {
-                        rb_strbuf_printf(&b, "keyentry with linespoints linetype %d dashtype %d title ", lt, dt);
+                        rb_strbuf_printf(&b, "keyentry with %s linetype %d dashtype %d title ",
+                                         fig->categorical ? "points" : "linespoints", lt, dt);
                         char *t = malloc(strlen(se->name ? se->name : "") + 16);
                         if (!t) {
                             b.oom = 1;
@@ -409,7 +466,8 @@ int rb_figure_script(const rb_figure *fig, const char *out_basename, char **out,
                         free(t);
                         continue;
                     }
-                    const char *with = se->style == RB_FIG_LINES    ? "lines"
+                    const char *with = fig->categorical              ? "points"
+                                       : se->style == RB_FIG_LINES  ? "lines"
                                        : se->style == RB_FIG_POINTS ? "points"
                                                                     : "linespoints";
                     /* Bars first so that the markers are drawn over them. */
@@ -424,6 +482,12 @@ int rb_figure_script(const rb_figure *fig, const char *out_basename, char **out,
                         rb_strbuf_puts(&b, "notitle");
                     }
                 }
+                if (has_text(fig->key_note)) {
+                    if (!first) rb_strbuf_puts(&b, ", \\\n     ");
+                    rb_strbuf_puts(&b, any_bars ? "keyentry with yerrorbars linecolor rgb '#606060' pointtype -1 title "
+                                                : "keyentry with points linecolor rgb '#ffffff' pointtype -1 title ");
+                    tb_gpstr(&b, fig->key_note);
+                }
                 rb_strbuf_puts(&b, "\n");
             }
             rb_strbuf_printf(&b, "set terminal pngcairo size %d,%d noenhanced font 'sans-serif,11' background rgb '#ffffff'\n", w,
@@ -435,6 +499,7 @@ int rb_figure_script(const rb_figure *fig, const char *out_basename, char **out,
         }
     }
     free(cnt);
+    free(dodge);
     if (b.oom) {
         free(b.p);
         return rb_error_set(err, RB_ENOMEM, "figure: out of memory");

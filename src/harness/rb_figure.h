@@ -60,6 +60,19 @@ typedef struct rb_figure {
     const rb_fig_series *series; /* n_series legend entries, drawn in this order */
     size_t n_series;
     int width, height;          /* pixels (PNG; the SVG gets the same size); 0 → 960 × 600 */
+    /* Integer x (a layer index, a step count): tics at integers only, every one up to 16 positions,
+     * else every 2nd, 4th, 8th or 16th (up to 256 positions; beyond, a 1-2-5 integer step) with a
+     * minor tic at each integer while the step is at most 8; x range [min − 0.5, max + 0.5] (more
+     * for long axes) so that no end point sits on the border. Not with logx or xtics. */
+    int xint;
+    /* Categorical x: one slot per xtics label (xtic_pos NULL; not with logx). Point i of a series is
+     * category i (series x must be NULL, n ≤ n_xtics); series are drawn as markers with their error
+     * bars, never lines (style is ignored), side by side within each category (a fixed offset per
+     * series that has points), categories separated by dashed lines, no vertical grid. */
+    int categorical;
+    /* Optional last key entry, e.g. what the error bars are ("mean ± sd over 3 seeds"): drawn with an
+     * error-bar sample when some bar is drawn, else as text alone. Not shown without data. */
+    const char *key_note;
 } rb_figure;
 
 /* The script text for `fig` into a fresh NUL-terminated heap buffer (*out, caller frees; *len

@@ -18,6 +18,9 @@ typedef struct rb_report_run {
     rb_layer_row *layers;
     size_t n_layers_rows;
     char *file; /* results file path */
+    /* Figures' method label: rotation.method with only the options whose value differs among the
+     * loaded runs of that method ("respinquant[rank=8]"); "" until rb_report_plot fills it. */
+    char mlabel[RB_RUN_WORD_MAX + 1];
 } rb_report_run;
 
 /* Loads the done runs of dir (one per run, whatever its corpora); quant (NULL = all) keeps only the

@@ -64,6 +64,32 @@ if command -v gnuplot >/dev/null; then
   "$RB" plot "$TMP/s1" --quant w4a4kv4 >/dev/null 2>&1 && [ -s "$TMP/s1/figures-w4a4kv4/kurtosis_down_in.png" ] \
     && ok "plot --quant: one preset's runs in figures-PRESET" || not_ok "plot --quant"
 fi
+# --- figures as a reader expects them: integer layer tics with both end layers inside the range;
+# quantization settings as categories (markers with error bars over seeds, side by side, the key
+# saying what the bars are), never a line across them ---
+if command -v gnuplot >/dev/null; then
+  F="$TMP/s1/figures"; bad=""
+  for f in "$F"/kurtosis_*.gp "$F"/act_mse_*.gp; do
+    { grep -Fxq "set xrange [-0.5:1.5]" "$f" && grep -Fxq "set xtics 0, 1" "$f" && grep -Fxq "set format x '%.0f'" "$f" \
+      && [ "$(grep -c '^set xtics' "$f")" = 1 ]; } || bad="$bad $(basename "$f")"
+  done
+  [ -z "$bad" ] && ok "per-layer figures: integer layer tics, layers 0 and 1 inside the x range" || not_ok "layer tics:$bad"
+  gp="$F/ppl_vs_bits.gp"
+  grep -Fxq "set xtics ('W4A4KV4' 0) scale 0" "$gp" && grep -q "with points" "$gp" && ! grep -q "with lines" "$gp" \
+    && grep -q "title '1 seed: no error bars'" "$gp" && ok "ppl_vs_bits: one setting as a category, markers only, 1 seed said" \
+    || not_ok "ppl_vs_bits one setting" "$(grep -E 'xtics|plot|with' "$gp")"
+  sed 's/^  grid: .*/  grid: {rotation.method: [hadamard, identity], quant.preset: [W8A8, W4A4KV4], seed: [0, 1, 2]}/' exp.yaml > seeds.yaml
+  "$RB" sweep seeds.yaml --out "$TMP/s4" > /dev/null 2>&1; out=$("$RB" plot "$TMP/s4" 2>&1)
+  gp="$TMP/s4/figures/ppl_vs_bits.gp"
+  grep -Fxq "set xtics ('W8A8' 0, 'W4A4KV4' 1) scale 0" "$gp" && grep -q "with yerrorbars" "$gp" && ! grep -q "with lines" "$gp" \
+    && grep -q "set arrow from first 0.5, graph 0 to first 0.5, graph 1 nohead" "$gp" && grep -q "title 'mean ± sd, 3 seeds'" "$gp" \
+    && [ "$(grep -o "with points linetype [0-9]* dashtype 1 title '[a-z]*'" "$gp" | sed "s/.*title //" | tr -d "'" | tr '\n' ' ')" = "identity hadamard " ] \
+    && ok "ppl_vs_bits: settings by bits, identity then hadamard, mean ± sd over 3 seeds" || not_ok "ppl_vs_bits seeds" "$out" "$(grep -E 'xtics|with|title' "$gp")"
+  rm -rf "$TMP/s4/$(awk -F'\t' '$1 == "0" {print $3}' "$TMP/s4/manifest.tsv")"
+  "$RB" plot "$TMP/s4" > /dev/null 2>&1
+  grep -q "title 'mean, min-max, 2-3 seeds'" "$gp" && ok "ppl_vs_bits: min-max once a point has 2 seeds" \
+    || not_ok "ppl_vs_bits min-max" "$(grep keyentry "$gp")"
+fi
 expect_fail "plot --quant without runs" 2 "no done run with quantization 'W3A3'" "$RB" plot "$TMP/s1" --quant W3A3
 tab=$("$RB" table "$TMP/s1" --format md 2>&1)
 printf '%s' "$tab" | grep -q "| hadamard " && printf '%s' "$tab" | grep -q "W4A4KV4 RTN" && ok "table: methods x settings" || not_ok "table" "$tab"

@@ -1,6 +1,9 @@
 /* rb_figure: golden script text, NaN/inf and log-axis skipping, quote escaping (and no command
- * substitution), malformed descriptions, rendering to SVG + PNG (skipped loudly without gnuplot),
- * byte-reproducible outputs, "no data" figures, render errors (missing gnuplot, failing script). */
+ * substitution), malformed descriptions, integer x axes (layers: integer tics only, the end points
+ * inside the range), categorical x axes (settings: markers and error bars side by side, never a
+ * line across categories, the key saying what the bars are), rendering to SVG + PNG (skipped loudly
+ * without gnuplot), byte-reproducible outputs, "no data" figures, render errors (missing gnuplot,
+ * failing script). */
 #include "rb_test.h"
 
 #include <math.h>
@@ -436,6 +439,215 @@ static void test_render_errors(void **state) {
     free(bad);
 }
 
+/* ---- integer x axis (layers) -------------------------------------------------------------- */
+
+/* The script of one series over layers 0..L-1 (or x0..x0+L-1) with xint set. */
+static char *int_axis_script(int L, double x0) {
+    double *x = malloc((size_t)L * sizeof *x), *y = malloc((size_t)L * sizeof *y);
+    for (int l = 0; l < L; l++) x[l] = x0 + l, y[l] = 1.0 + 0.1 * l;
+    rb_fig_series s = {.name = "m", .n = (size_t)L, .x = x, .y = y};
+    rb_figure f = {.xlabel = "decoder layer", .ylabel = "kurtosis", .logy = 1, .xint = 1, .series = &s, .n_series = 1};
+    char *txt = script_of(&f, "o");
+    free(x);
+    free(y);
+    return txt;
+}
+
+/* The step of the script's "set xtics START, STEP" (asserting that there is exactly one, with an
+ * integer start and step). */
+static double int_xtics_step(const char *txt) {
+    const char *p = strstr(txt, "\nset xtics ");
+    assert_non_null(p);
+    assert_null(strstr(p + 1, "\nset xtics ")); /* no second xtics setting */
+    double start, step;
+    assert_int_equal(sscanf(p, "\nset xtics %lf, %lf\n", &start, &step), 2);
+    assert_true(start == floor(start) && step == floor(step) && step >= 1);
+    assert_non_null(strstr(txt, "\nset format x '%.0f'\n"));
+    return step;
+}
+
+static void test_int_axis(void **state) {
+    (void)state;
+    /* 5 layers: every layer labelled, half a layer beyond both ends, no fractional tics. */
+    char *txt = int_axis_script(5, 0);
+    assert_non_null(strstr(txt, "\nset xrange [-0.5:4.5]\nset xtics 0, 1\nset format x '%.0f'\n"));
+    assert_true(int_xtics_step(txt) == 1);
+    assert_null(strstr(txt, "mxtics"));
+    assert_null(strstr(txt, "set autoscale xfix"));
+    free(txt);
+    /* One layer: a range around it (no "empty x range"), its tic 0. */
+    txt = int_axis_script(1, 0);
+    assert_non_null(strstr(txt, "\nset xrange [-0.5:0.5]\nset xtics 0, 1\n"));
+    free(txt);
+    /* 16 layers still every one; 24 and 32 every 2nd, 33..64 every 4th, 80 every 8th (a minor tic at each
+     * layer), 200 every 16th; a long step axis a 1-2-5 integer step. */
+    static const struct { int L; double step; } k[] = {{16, 1}, {17, 2}, {24, 2}, {32, 2}, {33, 4}, {64, 4},
+                                                        {80, 8}, {126, 8}, {200, 16}, {1000, 100}};
+    for (size_t i = 0; i < sizeof k / sizeof *k; i++) {
+        txt = int_axis_script(k[i].L, 0);
+        double step = int_xtics_step(txt);
+        if (step != k[i].step) fprintf(stderr, "# %d layers: step %g\n", k[i].L, step);
+        assert_true(step == k[i].step);
+        assert_true((k[i].L - 1) / step + 1 <= 17); /* labels do not collide */
+        char minor[32];
+        snprintf(minor, sizeof minor, "set mxtics %d\n", (int)step);
+        if (step > 1 && step <= 8) assert_non_null(strstr(txt, minor));
+        else assert_null(strstr(txt, "mxtics"));
+        /* the end points inside the range */
+        double lo, hi;
+        const char *r = strstr(txt, "\nset xrange [");
+        assert_non_null(r);
+        assert_int_equal(sscanf(r, "\nset xrange [%lf:%lf]", &lo, &hi), 2);
+        assert_true(lo <= -0.5 && hi >= k[i].L - 0.5);
+        free(txt);
+    }
+    /* Not starting at 0: the first tic is a multiple of the step inside the range. */
+    txt = int_axis_script(20, 3);
+    assert_non_null(strstr(txt, "\nset xrange [2.5:22.5]\nset xtics 4, 2\n"));
+    free(txt);
+}
+
+static void test_int_axis_invalid(void **state) {
+    (void)state;
+    double y[] = {1, 2};
+    const char *tics[] = {"a", "b"};
+    rb_fig_series s = {.name = "m", .n = 2, .y = y};
+    rb_figure f = {.xint = 1, .logx = 1, .series = &s, .n_series = 1};
+    rb_error err = {0};
+    char *out = NULL;
+    size_t len;
+    assert_int_equal(rb_figure_script(&f, "o", &out, &len, &err), RB_EINVAL);
+    assert_non_null(strstr(err.msg, "integer x"));
+    f.logx = 0;
+    f.xtics = tics;
+    f.n_xtics = 2;
+    assert_int_equal(rb_figure_script(&f, "o", &out, &len, &err), RB_EINVAL);
+    f.xtics = NULL;
+    f.n_xtics = 0;
+    assert_int_equal(rb_figure_script(&f, "o", &out, &len, &err), 0);
+    free(out);
+}
+
+/* ---- categorical x axis (settings) -------------------------------------------------------- */
+
+static void categorical_figure(rb_figure *f, rb_fig_series s[3]) {
+    static const char *tics[] = {"W8A8", "W4A4KV4", "W3A3"};
+    static double ya[] = {5.5, 6.25, 9}, sda[] = {0.1, 0.2, NAN};
+    static double yb[] = {5.4, NAN, 7}, lob[] = {5.3, NAN, 6.5}, hib[] = {5.6, NAN, 7.5};
+    static double yc[] = {NAN};
+    memset(s, 0, 3 * sizeof *s);
+    s[0] = (rb_fig_series){.name = "hadamard", .n = 3, .y = ya, .ysd = sda};
+    s[1] = (rb_fig_series){.name = "identity", .n = 3, .y = yb, .ylo = lob, .yhi = hib, .style = RB_FIG_LINES};
+    s[2] = (rb_fig_series){.name = "failed", .n = 1, .y = yc};
+    *f = (rb_figure){.xlabel = "quantization setting", .ylabel = "perplexity", .logy = 1, .xtics = tics,
+                     .n_xtics = 3, .series = s, .n_series = 3, .categorical = 1, .key_note = "mean ± sd, 3 seeds"};
+}
+
+static void test_categorical(void **state) {
+    (void)state;
+    rb_figure f;
+    rb_fig_series s[3];
+    categorical_figure(&f, s);
+    char *txt = script_of(&f, "o");
+    /* Two series with points: slots -0.125 and +0.125 around each category; missing points skipped. */
+    assert_non_null(strstr(txt, "$s0 << EOD\n-0.125 5.5\n0.875 6.25\n1.875 9\nEOD\n"));
+    assert_non_null(strstr(txt, "$e0 << EOD\n-0.125 5.5 5.4 5.6\n0.875 6.25 6.05 6.45\nEOD\n"));
+    assert_non_null(strstr(txt, "$s1 << EOD\n0.125 5.4\n\n2.125 7\nEOD\n"));
+    assert_non_null(strstr(txt, "$e1 << EOD\n0.125 5.4 5.3 5.6\n2.125 7 6.5 7.5\nEOD\n"));
+    /* Category names as tick labels, the range one slot each, separators, no vertical grid. */
+    assert_non_null(strstr(txt, "\nset xtics ('W8A8' 0, 'W4A4KV4' 1, 'W3A3' 2) scale 0\nset xrange [-0.5:2.5]\n"));
+    assert_non_null(strstr(txt, "set arrow from first 0.5, graph 0 to first 0.5, graph 1 nohead"));
+    assert_non_null(strstr(txt, "set arrow from first 1.5, graph 0 to first 1.5, graph 1 nohead"));
+    assert_null(strstr(txt, "first 2.5"));
+    assert_non_null(strstr(txt, "\nset grid ytics "));
+    assert_null(strstr(txt, "grid xtics"));
+    /* Markers and error bars only, whatever style a series asked for: no line across categories. */
+    assert_non_null(strstr(txt, "$e0 using 1:2:3:4 with yerrorbars linetype 1 pointtype -1 notitle"));
+    assert_non_null(strstr(txt, "$s0 using 1:2 with points linetype 1 dashtype 1 title 'hadamard'"));
+    assert_non_null(strstr(txt, "$s1 using 1:2 with points linetype 2 dashtype 1 title 'identity'"));
+    assert_null(strstr(txt, "with lines"));
+    assert_null(strstr(txt, "with linespoints"));
+    /* The series without a point keeps its key entry; the note comes last, with a bar sample. */
+    assert_non_null(strstr(txt, "keyentry with points linetype 3 dashtype 1 title 'failed (no data)'"));
+    assert_non_null(strstr(txt, ", \\\n     keyentry with yerrorbars linecolor rgb '#606060' pointtype -1 title "
+                                "'mean ± sd, 3 seeds'\n"));
+    free(txt);
+
+    /* One series, no bars: in the middle of its category, the note as text alone. */
+    static const char *one[] = {"W4A4KV4"};
+    double y[] = {8.7};
+    rb_fig_series s1 = {.name = "hadamard", .n = 1, .y = y};
+    rb_figure f1 = {.xlabel = "setting", .ylabel = "ppl", .xtics = one, .n_xtics = 1, .series = &s1, .n_series = 1,
+                    .categorical = 1, .key_note = "1 seed: no error bars"};
+    txt = script_of(&f1, "o");
+    assert_non_null(strstr(txt, "$s0 << EOD\n0 8.7\nEOD\n"));
+    assert_non_null(strstr(txt, "\nset xrange [-0.5:0.5]\n"));
+    assert_null(strstr(txt, "set arrow"));
+    assert_null(strstr(txt, "yerrorbars"));
+    assert_non_null(strstr(txt, "keyentry with points linecolor rgb '#ffffff' pointtype -1 title '1 seed: no error bars'"));
+    free(txt);
+}
+
+static void test_categorical_invalid(void **state) {
+    (void)state;
+    static const char *tics[] = {"a", "b"};
+    double x[] = {0, 1}, y[] = {1, 2, 3};
+    rb_error err = {0};
+    char *out = NULL;
+    size_t len;
+    rb_fig_series s = {.name = "m", .n = 2, .x = x, .y = y};
+    rb_figure f = {.xtics = tics, .n_xtics = 2, .series = &s, .n_series = 1, .categorical = 1};
+    assert_int_equal(rb_figure_script(&f, "o", &out, &len, &err), RB_EINVAL); /* x given */
+    assert_non_null(strstr(err.msg, "categorical"));
+    s = (rb_fig_series){.name = "m", .n = 3, .y = y};
+    assert_int_equal(rb_figure_script(&f, "o", &out, &len, &err), RB_EINVAL); /* more points than categories */
+    s.n = 2;
+    f.n_xtics = 0;
+    f.xtics = NULL;
+    assert_int_equal(rb_figure_script(&f, "o", &out, &len, &err), RB_EINVAL); /* no categories */
+    f.xtics = tics;
+    f.n_xtics = 2;
+    f.xtic_pos = x;
+    assert_int_equal(rb_figure_script(&f, "o", &out, &len, &err), RB_EINVAL); /* explicit positions */
+    f.xtic_pos = NULL;
+    assert_int_equal(rb_figure_script(&f, "o", &out, &len, &err), 0);
+    free(out);
+}
+
+/* Rendered: the integer axis labels 0..4 and nothing in between; the categorical one its names. */
+static void test_render_axes(void **state) {
+    REQUIRE_GNUPLOT();
+    fixture *fx = *state;
+    double x[] = {0, 1, 2, 3, 4}, y[] = {30, 12, 14, 11.5, 11.6};
+    rb_fig_series s = {.name = "identity", .n = 5, .x = x, .y = y};
+    rb_figure f = {.xlabel = "decoder layer", .ylabel = "kurtosis", .logy = 1, .xint = 1, .series = &s, .n_series = 1};
+    rb_error err = {0};
+    assert_int_equal(rb_figure_save(&f, fx->dir, "layers", &err), 0);
+    char *svg, *png;
+    size_t sn, pn;
+    check_outputs(fx, "layers", &svg, &sn, &png, &pn);
+    for (int l = 0; l < 5; l++) {
+        char lab[32];
+        snprintf(lab, sizeof lab, ">%d</text>", l);
+        assert_non_null(strstr(svg, lab));
+    }
+    assert_null(strstr(svg, ">0.5</text>"));
+    assert_null(strstr(svg, ">3.5</text>"));
+    assert_null(strstr(svg, ">-1</text>"));
+    assert_null(strstr(svg, ">5</text>"));
+    free(svg);
+    free(png);
+
+    rb_fig_series c[3];
+    categorical_figure(&f, c);
+    assert_int_equal(rb_figure_save(&f, fx->dir, "settings", &err), 0);
+    check_outputs(fx, "settings", &svg, &sn, &png, &pn);
+    assert_non_null(strstr(svg, ">W4A4KV4</text>"));
+    assert_non_null(strstr(svg, "mean ± sd, 3 seeds"));
+    free(svg);
+    free(png);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden),
@@ -450,6 +662,11 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_render_no_data, rb_test_dir_setup, rb_test_dir_teardown),
         cmocka_unit_test_setup_teardown(test_render_single_point_and_keyentry, rb_test_dir_setup, rb_test_dir_teardown),
         cmocka_unit_test_setup_teardown(test_render_errors, rb_test_dir_setup, rb_test_dir_teardown),
+        cmocka_unit_test(test_int_axis),
+        cmocka_unit_test(test_int_axis_invalid),
+        cmocka_unit_test(test_categorical),
+        cmocka_unit_test(test_categorical_invalid),
+        cmocka_unit_test_setup_teardown(test_render_axes, rb_test_dir_setup, rb_test_dir_teardown),
     };
     return cmocka_run_group_tests_name("rb_figure", tests, NULL, NULL);
 }
