@@ -1,5 +1,6 @@
 #include "cli_pipe.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,6 +107,8 @@ int rb_cli_pipe_setup(rb_cli_pipe *cp, rb_args *a, const char *cmd, int flags, r
     }
     return 0;
 }
+
+json_t *rb_cli_jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 void rb_cli_json_rotation(json_t *j, const rb_pipe *p) {
     if (p->rs) {

@@ -33,6 +33,9 @@ enum { RB_CLI_PIPE_STATS = 1, RB_CLI_PIPE_NO_TEXT = 2 };
 int rb_cli_pipe_setup(rb_cli_pipe *cp, rb_args *a, const char *cmd, int flags, rb_error *err);
 void rb_cli_pipe_free(rb_cli_pipe *cp);
 
+/* JSON number, or null for NaN/Inf (JSON has no such values; a diverged quantized model gives them). */
+json_t *rb_cli_jnum(double v);
+
 /* rotation, orth_error, emb_center, seconds_rotation (when a set is in use), blas_core, threads. */
 void rb_cli_json_rotation(json_t *j, const rb_pipe *p);
 

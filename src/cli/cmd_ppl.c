@@ -21,8 +21,6 @@
 #include "model/rb_model.h"
 #include "text/rb_tokenizer.h"
 
-/* JSON number, or null for NaN/Inf (JSON has no such values; a diverged quantized model gives them). */
-static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 
 
@@ -71,14 +69,14 @@ int rb_cmd_ppl(int argc, char **argv) {
             goto fail;
         }
     }
-    json_t *j = json_pack("{s:o, s:i, s:I, s:I, s:f, s:s, s:i, s:o, s:f}", "ppl", jnum(r->ppl), "windows", r->windows,
+    json_t *j = json_pack("{s:o, s:i, s:I, s:I, s:f, s:s, s:i, s:o, s:f}", "ppl", rb_cli_jnum(r->ppl), "windows", r->windows,
                           "scored_tokens", (json_int_t)r->scored, "tokens", (json_int_t)r->tokens, "seconds",
                           r->seconds, "protocol", rb_ppl_protocol_name(spec->ppl.protocol), "seqlen",
                           pipe->seqlen,
-                          "nll_sum", jnum(r->nll_sum), "peak_rss_mb", rb_peak_rss_mb());
+                          "nll_sum", rb_cli_jnum(r->nll_sum), "peak_rss_mb", rb_peak_rss_mb());
     if (pipe->quantized) {
-        json_object_set_new(j, "ppl_fp", jnum(pipe->q.fp.ppl));
-        json_object_set_new(j, "kl", jnum(pipe->q.kl_mean));
+        json_object_set_new(j, "ppl_fp", rb_cli_jnum(pipe->q.fp.ppl));
+        json_object_set_new(j, "kl", rb_cli_jnum(pipe->q.kl_mean));
         json_object_set_new(j, "seconds_wquant", json_real(pipe->seconds_wquant));
         json_object_set_new(j, "quant", json_string(cp.qcfg.name));
         json_object_set_new(j, "w_algo", json_string(cp.qcfg.w_algo == RB_WALGO_GPTQ ? "gptq" : "rtn"));

@@ -14,21 +14,19 @@
 
 #define RB_MAX_TASK_ARGS 32
 
-/* JSON number, or null for NaN/Inf. */
-static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 /* The reported metrics of one model's scores. */
 static json_t *scores_json(const rb_task_scores *s, int rep) {
     json_t *o = json_object();
-    if (rep & RB_METRIC_ACC) json_object_set_new(o, "acc", jnum(s->acc));
-    if (rep & RB_METRIC_ACC_NORM) json_object_set_new(o, "acc_norm", jnum(s->acc_norm));
-    if (rep & RB_METRIC_PPL) json_object_set_new(o, "perplexity", jnum(s->ppl));
+    if (rep & RB_METRIC_ACC) json_object_set_new(o, "acc", rb_cli_jnum(s->acc));
+    if (rep & RB_METRIC_ACC_NORM) json_object_set_new(o, "acc_norm", rb_cli_jnum(s->acc_norm));
+    if (rep & RB_METRIC_PPL) json_object_set_new(o, "perplexity", rb_cli_jnum(s->ppl));
     return o;
 }
 
 static json_t *paired_json(const rb_task_paired *p) {
-    return json_pack("{s:o, s:o, s:o, s:i, s:i, s:o}", "delta", jnum(p->delta), "ci_lo", jnum(p->lo), "ci_hi",
-                     jnum(p->hi), "n_fp_only", p->n_fp_only, "n_q_only", p->n_q_only, "p_mcnemar", jnum(p->p_mcnemar));
+    return json_pack("{s:o, s:o, s:o, s:i, s:i, s:o}", "delta", rb_cli_jnum(p->delta), "ci_lo", rb_cli_jnum(p->lo), "ci_hi",
+                     rb_cli_jnum(p->hi), "n_fp_only", p->n_fp_only, "n_q_only", p->n_q_only, "p_mcnemar", rb_cli_jnum(p->p_mcnemar));
 }
 
 /* The one number per task (rb_task_primary_metric). */
@@ -141,11 +139,11 @@ int rb_cmd_tasks(int argc, char **argv) {
         rows += r->tokens_forward, rows_req += r->tokens_request;
     }
     int models = res[0].have_fp ? 2 : 1;
-    json_t *j = json_pack("{s:o, s:o, s:s, s:i, s:I, s:I, s:f, s:o, s:f}", "tasks", tj, "average", jnum(avg / n), "bos",
+    json_t *j = json_pack("{s:o, s:o, s:s, s:i, s:I, s:I, s:f, s:o, s:f}", "tasks", tj, "average", rb_cli_jnum(avg / n), "bos",
                           rb_task_bos_name(bos), "max_length", res[0].max_length, "tokens_forward", (json_int_t)rows,
                           "tokens_request", (json_int_t)rows_req, "seconds", secs, "tokens_per_second",
-                          jnum(secs > 0 ? (double)rows * models / secs : NAN), "peak_rss_mb", rb_peak_rss_mb());
-    if (res[0].have_fp) json_object_set_new(j, "average_fp", jnum(avg_fp / n));
+                          rb_cli_jnum(secs > 0 ? (double)rows * models / secs : NAN), "peak_rss_mb", rb_peak_rss_mb());
+    if (res[0].have_fp) json_object_set_new(j, "average_fp", rb_cli_jnum(avg_fp / n));
     json_object_set_new(j, "separate", json_boolean(separate));
     if (pipe->quantized || (spec->quant && rb_quant_cfg_active(spec->quant))) {
         json_object_set_new(j, "quant", json_string(cp.qcfg.name));

@@ -71,4 +71,10 @@ static inline long rb_first_nonfinite(const float *x, size_t n) {
     return -1;
 }
 
+/* qsort comparator of doubles, ascending. */
+static inline int rb_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 #endif

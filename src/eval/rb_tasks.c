@@ -49,6 +49,7 @@ typedef struct tdoc {
     int P;         /* shared input prefix rows */
     int len;       /* packed rows: P + Σ (n_k − 1 − P) */
     int seq, off;  /* packed sequence and first row there */
+    int set;       /* the task set its requests belong to */
 } tdoc;
 
 /* Python str.rstrip() whitespace, ASCII part (the task texts hold no other trailing whitespace). */
@@ -58,11 +59,6 @@ static size_t code_points(const char *s) {
     size_t n = 0;
     for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
     return n;
-}
-
-static int encode(const rb_tokenizer *tok, const char *s, size_t len, int bos, int32_t **ids, size_t *n,
-                  rb_error *err) {
-    return rb_tokenizer_encode(tok, s, len, bos, ids, n, err);
 }
 
 /* lm-eval's _encode_pair + left truncation into r. */
@@ -86,7 +82,7 @@ static int tokenize_lmeval(const rb_tokenizer *tok, const char *ctx, const char 
         }
         int32_t *k = NULL;
         size_t nk = 0;
-        if ((rc = encode(tok, whole, lc + lk, 0, &k, &nk, err))) goto done;
+        if ((rc = rb_tokenizer_encode(tok, whole, lc + lk, 0, &k, &nk, err))) goto done;
         if (!(wi = malloc((nk + 1) * sizeof *wi))) {
             free(k);
             rc = rb_error_set(err, RB_ENOMEM, "tasks: out of memory");
@@ -97,7 +93,7 @@ static int tokenize_lmeval(const rb_tokenizer *tok, const char *ctx, const char 
         free(k);
         nw = nk + 1, nc = 1;
     } else {
-        if ((rc = encode(tok, whole, lctx, bos, &ci, &nc, err)) || (rc = encode(tok, whole, lc + lk, bos, &wi, &nw, err)))
+        if ((rc = rb_tokenizer_encode(tok, whole, lctx, bos, &ci, &nc, err)) || (rc = rb_tokenizer_encode(tok, whole, lc + lk, bos, &wi, &nw, err)))
             goto done;
     }
     if (nw <= nc) {
@@ -145,7 +141,7 @@ static int tokenize_llamacpp(const rb_tokenizer *tok, const char *ctx, const cha
     memcpy(whole, ctx, lc);
     memcpy(whole + lc, cont, lk + 1);
     size_t n = 0;
-    int rc = encode(tok, whole, lc + lk, 1, &r->seq, &n, err);
+    int rc = rb_tokenizer_encode(tok, whole, lc + lk, 1, &r->seq, &n, err);
     free(whole);
     if (rc) return rc;
     r->n = (int)n;
@@ -295,7 +291,7 @@ static int pack(tjob *j, const rb_task_set *sets, int n_sets, int separate, int 
             int nr = sets[s].docs[d].n_req;
             for (int part = 0; part < (separate ? nr : 1); part++) {
                 tdoc *D = &j->doc[di++];
-                D->r0 = g + part, D->n_req = separate ? 1 : nr;
+                D->r0 = g + part, D->n_req = separate ? 1 : nr, D->set = s;
                 int P = j->req[D->r0].n - 1;
                 for (int i = D->r0 + 1; i < D->r0 + D->n_req; i++) {
                     int m = lcp(&j->req[D->r0], &j->req[i], P < j->req[i].n - 1 ? P : j->req[i].n - 1);
@@ -379,6 +375,18 @@ double rb_task_logprob(const float *row, int vocab, int target, int *greedy) {
     return (double)row[target] - ((double)mx + log(sum));
 }
 
+/* Logits of the nb gathered rows buf[nb][dim]; each row's target log-probability added to its request's
+ * ll and its greedy flag and-ed into greedy. */
+static void score_batch(const float *buf, int nb, const int *rq, const int *tg, const float *head,
+                        const rb_llama_config *c, float *logits, double *ll, unsigned char *greedy) {
+    rb_llama_logits(buf, (size_t)nb, head, c, logits);
+    for (int b = 0; b < nb; b++) {
+        int gr;
+        ll[rq[b]] += rb_task_logprob(logits + (size_t)b * c->vocab_size, c->vocab_size, tg[b], &gr);
+        greedy[rq[b]] &= (unsigned char)gr;
+    }
+}
+
 /* Final norm + lm_head over the scored rows of documents [d0, d1) (sequences [s0, s0+ns) held in h);
  * adds into ll/greedy (indexed by global request). */
 static int score_rows(const tjob *j, const float *h, int s0, int ns, const float *head, double *ll,
@@ -403,25 +411,13 @@ static int score_rows(const tjob *j, const float *h, int s0, int ns, const float
                 memcpy(buf + (size_t)nb * d, h + r * d, d * sizeof(float));
                 rq[nb] = q, tg[nb] = R->seq[p + 1];
                 if (++nb == RB_TASK_LOGIT_ROWS) {
-                    rb_llama_logits(buf, (size_t)nb, head, c, logits);
-                    for (int b = 0; b < nb; b++) {
-                        int gr;
-                        ll[rq[b]] += rb_task_logprob(logits + (size_t)b * V, c->vocab_size, tg[b], &gr);
-                        greedy[rq[b]] &= (unsigned char)gr;
-                    }
+                    score_batch(buf, nb, rq, tg, head, c, logits, ll, greedy);
                     nb = 0;
                 }
             }
         }
     }
-    if (nb) {
-        rb_llama_logits(buf, (size_t)nb, head, c, logits);
-        for (int b = 0; b < nb; b++) {
-            int gr;
-            ll[rq[b]] += rb_task_logprob(logits + (size_t)b * V, c->vocab_size, tg[b], &gr);
-            greedy[rq[b]] &= (unsigned char)gr;
-        }
-    }
+    if (nb) score_batch(buf, nb, rq, tg, head, c, logits, ll, greedy);
 done:
     rb_free(buf);
     rb_free(logits);
@@ -611,11 +607,7 @@ int rb_tasks_run(const rb_weights_src *src, const rb_llama_config *c, const rb_t
         }
         r->seconds = secs;
     }
-    for (int i = 0; i < j.n_doc; i++) { /* forward rows per set: a document's requests belong to one set */
-        int s = 0, gg = j.doc[i].r0;
-        while (s < n_sets - 1 && gg >= res[s].n_req) gg -= res[s++].n_req;
-        res[s].tokens_forward += j.doc[i].len;
-    }
+    for (int i = 0; i < j.n_doc; i++) res[j.doc[i].set].tokens_forward += j.doc[i].len;
 done:
     tjob_free(&j);
     rb_forward_free(&f);

@@ -3,13 +3,9 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "core/rb_math.h"
 #include "core/rb_rng.h"
 #include "eval/rb_tasks.h"
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* numpy.percentile's default (linear interpolation between order statistics) of sorted v[n]. */
 static double percentile(const double *v, int n, double q) {
@@ -56,7 +52,7 @@ void rb_task_paired_compute(const unsigned char *a, const unsigned char *b, int 
         }
         d[r] = (double)s / n;
     }
-    qsort(d, RB_TASK_BOOTSTRAP, sizeof *d, cmp_double);
+    qsort(d, RB_TASK_BOOTSTRAP, sizeof *d, rb_cmp_double);
     out->lo = percentile(d, RB_TASK_BOOTSTRAP, 0.025);
     out->hi = percentile(d, RB_TASK_BOOTSTRAP, 0.975);
     free(d);

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/rb_math.h"
 #include "core/rb_strbuf.h"
 #include "core/rb_file.h"
 #include "core/rb_log.h"
@@ -191,11 +192,6 @@ static void tb_degenerate_range(rb_strbuf *b, char axis, double v, int log) {
     rb_strbuf_puts(b, ":");
     tb_num(b, hi);
     rb_strbuf_puts(b, "]\n");
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* Integer x axis over data [xmin, xmax]: integer tics with a step that keeps about 16 labels or
@@ -383,7 +379,7 @@ int rb_figure_script(const rb_figure *fig, const char *out_basename, char **out,
                     for (size_t i = 0; i < se->n; i++)
                         if (point_ok(fig, ser_x(se, i), se->y[i])) xs[nx++] = ser_x(se, i);
                 }
-                if (xs) qsort(xs, nx, sizeof *xs, cmp_double);
+                if (xs) qsort(xs, nx, sizeof *xs, rb_cmp_double);
                 size_t nd = 0;
                 for (size_t i = 0; xs && i < nx; i++)
                     if (i == 0 || xs[i] != xs[nd - 1]) xs[nd++] = xs[i];

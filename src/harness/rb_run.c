@@ -119,26 +119,18 @@ static int model_files(const char *model, file_list *l, rb_error *err) {
     return rc;
 }
 
-/* PIQA's labels file of a task entry: the one given, else <stem>-labels.lst beside a <stem>.jsonl when
- * it exists (rb_taskfile_read's default), else NULL. Heap. */
+/* PIQA's labels file of a task entry: the one given, else rb_taskfile_read's default when it exists,
+ * else NULL. Heap. */
 static char *task_labels_path(const rb_cfg_task *t, int *oom) {
     *oom = 0;
-    if (t->labels) {
-        char *p = rb_strdup(t->labels);
-        *oom = !p;
-        return p;
-    }
-    size_t n = strlen(t->file);
-    if (t->task != RB_TASK_PIQA || n < 6 || strcmp(t->file + n - 6, ".jsonl")) return NULL;
-    char *p = malloc(n + 16);
-    if (!p) {
-        *oom = 1;
+    if (!t->labels && t->task != RB_TASK_PIQA) return NULL;
+    char *p = t->labels ? rb_strdup(t->labels) : rb_taskfile_default_labels(t->file);
+    *oom = !p;
+    if (p && !t->labels && !rb_path_exists(p)) {
+        free(p);
         return NULL;
     }
-    snprintf(p, n + 16, "%.*s-labels.lst", (int)(n - 6), t->file);
-    if (rb_path_exists(p)) return p;
-    free(p);
-    return NULL;
+    return p;
 }
 
 /* The corpora a config reads: calibration (if any), every evaluation corpus, then every task file

@@ -303,15 +303,20 @@ static int read_hellaswag_txt(rb_tf_reader *r, const rb_mapped *m, long limit, r
 
 /* ---- PIQA labels file: one 0/1 per line, as many lines as documents ---- */
 
+char *rb_taskfile_default_labels(const char *path) {
+    size_t n = strlen(path);
+    if (n > 6 && strcmp(path + n - 6, ".jsonl") == 0) n -= 6;
+    char *def = malloc(n + sizeof "-labels.lst");
+    if (!def) return NULL;
+    memcpy(def, path, n);
+    memcpy(def + n, "-labels.lst", sizeof "-labels.lst");
+    return def;
+}
+
 static int read_piqa_labels(rb_tf_reader *r, const char *labels, int total_docs, rb_task_set *ts) {
     char *def = NULL;
-    if (!labels) { /* X.jsonl -> X-labels.lst */
-        size_t n = strlen(r->path);
-        if (n > 6 && strcmp(r->path + n - 6, ".jsonl") == 0) n -= 6;
-        def = malloc(n + sizeof "-labels.lst");
-        if (!def) return rb_tf_oom(r);
-        memcpy(def, r->path, n);
-        memcpy(def + n, "-labels.lst", sizeof "-labels.lst");
+    if (!labels) {
+        if (!(def = rb_taskfile_default_labels(r->path))) return rb_tf_oom(r);
         labels = def;
     }
     rb_mapped m;

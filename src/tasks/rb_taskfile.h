@@ -99,6 +99,10 @@ int rb_task_scoring_from_name(const char *name);
  * RB_METRIC_ACC. */
 int rb_task_primary_metric(int task, int scoring);
 
+/* The PIQA labels file read when none is given: `X-labels.lst` for `X.jsonl` (else path + "-labels.lst").
+ * Heap string; NULL when out of memory. */
+char *rb_taskfile_default_labels(const char *path);
+
 /* Reads the documents of task `task` from `path` (format recognized by content; it must suit the
  * task: a foundry multiple-choice file for piqa is refused naming both). labels: the PIQA labels
  * file, NULL = `<stem>-labels.lst` beside a PIQA jsonl `<stem>.jsonl` (ignored by other formats).

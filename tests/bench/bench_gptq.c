@@ -39,7 +39,7 @@ int main(void) {
         rb_sgemm(0, 1, NTOK, COLS, COLS, 1.0f, x, COLS, b, COLS, 0.0f, y, COLS);
         t[i] = rb_now() - t0;
     }
-    qsort(t, REPS, sizeof *t, bench_cmp_double);
+    qsort(t, REPS, sizeof *t, rb_cmp_double);
     double sgemm_s = t[REPS / 2], sgemm_gflops = 2.0 * NTOK * COLS * (double)COLS / sgemm_s * 1e-9;
 
     /* per-token activation fake quantization (int4 sym, the W4A4 input path) on the same block */
@@ -54,7 +54,7 @@ int main(void) {
         }
         t[i] = rb_now() - t0;
     }
-    qsort(t, REPS, sizeof *t, bench_cmp_double);
+    qsort(t, REPS, sizeof *t, rb_cmp_double);
     double actq_s = t[REPS / 2];
 
     /* Hessian: REPS batches of 2048 tokens */
@@ -68,7 +68,7 @@ int main(void) {
         rb_hessian_add(&hs, x, NTOK);
         t[i] = rb_now() - t0;
     }
-    qsort(t, REPS, sizeof *t, bench_cmp_double);
+    qsort(t, REPS, sizeof *t, rb_cmp_double);
     double hess_s = t[REPS / 2];
     double hess_gflops = (double)NTOK * COLS * (COLS + RB_HESSIAN_BLOCK) / hess_s * 1e-9; /* blocked syrk flops */
 

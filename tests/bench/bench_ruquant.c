@@ -30,7 +30,7 @@ static void activations(rb_rng *r, double *x) {
 }
 
 static double median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, bench_cmp_double);
+    qsort(t, (size_t)n, sizeof *t, rb_cmp_double);
     return t[n / 2];
 }
 

@@ -10,6 +10,7 @@
 
 #include "core/rb_blas.h"
 #include "core/rb_file.h"
+#include "core/rb_math.h"
 
 static inline double bench_cpu_now(void) {
     struct timespec t;
@@ -27,14 +28,9 @@ static inline void bench_loadavg(char *buf, size_t cap) {
     }
 }
 
-static inline int bench_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median of t[n] (sorts t). */
 static inline double bench_median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, bench_cmp_double);
+    qsort(t, (size_t)n, sizeof *t, rb_cmp_double);
     return t[n / 2];
 }
 
