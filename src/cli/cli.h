@@ -46,6 +46,7 @@ int rb_read_ids(const char *path, int32_t **ids, size_t *n, rb_error *err);
 int rb_cmd_ppl(int argc, char **argv);
 int rb_cmd_tasks(int argc, char **argv);
 int rb_cmd_grad(int argc, char **argv);
+int rb_cmd_export_model(int argc, char **argv);
 int rb_cmd_tokenize(int argc, char **argv);
 int rb_cmd_logits(int argc, char **argv);
 int rb_cmd_inspect(int argc, char **argv);

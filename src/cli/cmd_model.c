@@ -62,7 +62,9 @@ int rb_cmd_inspect(int argc, char **argv) {
     json_array_append_new(had, had_plan_json("head_dim (R2/R3)", c->head_dim));
     json_array_append_new(had, had_plan_json("n_heads (cross-head)", c->n_heads));
     json_t *j = json_pack("{s:s, s:s, s:o, s:I, s:o, s:o}", "path", path, "format",
-                          rb_model_kind(m) == RB_MODEL_HF ? "hf" : "llama2c", "config", cfg, "parameters",
+                          rb_model_kind(m) == RB_MODEL_HF     ? "hf"
+                          : rb_model_kind(m) == RB_MODEL_GGUF ? "gguf"
+                                                              : "llama2c", "config", cfg, "parameters",
                           (json_int_t)rb_model_param_count(m), "hadamard", had, "tensors", tensors);
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
     printf("%s\n", s);

@@ -30,6 +30,10 @@ static const char *const usage_text =
     "            [--quant PRESET] [--rotation METHOD [--rot-opt ...] | --load-rotation FILE]\n"
     "            [--clipped-ste] [--no-checkpoint]    (+ the rotation/calibration options of ppl)\n"
     "                                                    training loss and dL/dR1, dL/dR2 (HDF5)\n"
+    "  export-model MODEL --format hf|gptq|gguf --out DIR [--dtype F32|F16|BF16] [--allow-online-dropped]\n"
+    "            [--force] [--gptq-scales F32|F16] [--max-shard-mb N] [--text FILE]\n"
+    "            (+ the quantization/rotation/calibration options of ppl)\n"
+    "                                                    the run's model for other engines (docs/export.md)\n"
     "  methods [METHOD]                                  rotation methods, status and options\n"
     "  run CONFIG.yaml [key=value|+key=value|~key ...] [--out DIR] [--resume] [--force] [--cfg]\n"
     "            [--configs DIR]                         one experiment run (results/<name>/<name>-<id>/)\n"
@@ -49,7 +53,8 @@ static const char *const usage_text =
     "                                                    one ReSpinQuant training step by parts (JSON)\n"
     "  version\n"
     "\n"
-    "MODEL is a Hugging Face directory (config.json + safetensors) or a llama2.c .bin file.\n"
+    "MODEL is a Hugging Face directory (config.json + safetensors, plain or GPTQ-packed), a .gguf file\n"
+    "(F32/F16/BF16) or a llama2.c .bin file.\n"
     "Exit codes: 0 ok, 1 failed, 2 usage or input error, 3 interrupted.\n";
 
 int main(int argc, char **argv) {
@@ -64,6 +69,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "ppl")) return rb_cmd_ppl(sub_argc, sub_argv);
     if (!strcmp(cmd, "tasks")) return rb_cmd_tasks(sub_argc, sub_argv);
     if (!strcmp(cmd, "grad")) return rb_cmd_grad(sub_argc, sub_argv);
+    if (!strcmp(cmd, "export-model")) return rb_cmd_export_model(sub_argc, sub_argv);
     if (!strcmp(cmd, "tokenize")) return rb_cmd_tokenize(sub_argc, sub_argv);
     if (!strcmp(cmd, "logits")) return rb_cmd_logits(sub_argc, sub_argv);
     if (!strcmp(cmd, "inspect")) return rb_cmd_inspect(sub_argc, sub_argv);

@@ -63,9 +63,10 @@ int rb_ppl_run(const rb_weights_src *src, const rb_llama_config *c, const int32_
     if (rc) return rc;
     for (size_t i = 0; i < (size_t)W * o->seqlen; i++)
         if (win[i] < 0 || win[i] >= c->vocab_size) {
+            int32_t id = win[i]; /* read before the free (issue 16: was a use after free) */
             free(win);
             return rb_error_set(err, RB_EINVAL, "perplexity: token id %d at position %zu is outside the vocabulary (%d)",
-                                win[i], i, c->vocab_size);
+                                id, i, c->vocab_size);
         }
     int T = o->seqlen;
     size_t per_win = (size_t)T * c->dim * sizeof(float);

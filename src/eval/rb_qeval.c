@@ -165,8 +165,9 @@ int rb_qeval_run(const rb_weights_src *src, const rb_llama_config *c, const int3
     size_t d = (size_t)c->dim;
     for (size_t i = 0; i < (size_t)W * T; i++)
         if (win[i] < 0 || win[i] >= c->vocab_size) {
+            int32_t id = win[i]; /* read before the free (issue 16) */
             free(win);
-            return rb_error_set(err, RB_EINVAL, "qeval: token id %d is outside the vocabulary (%d)", win[i],
+            return rb_error_set(err, RB_EINVAL, "qeval: token id %d is outside the vocabulary (%d)", id,
                                 c->vocab_size);
         }
     rb_stream sq = {NULL, W, T, 0, NULL}, sf = {NULL, W, T, 0, NULL};

@@ -17,6 +17,8 @@
 #include "text/rb_calib.h"
 #include "eval/rb_ppl.h"
 #include "eval/rb_tasks.h"
+#include "export/rb_export.h"
+#include "model/rb_safetensors.h"
 #include "harness/rb_config_internal.h"
 #include "harness/rb_sha256.h"
 #include "methods/rb_method.h"
@@ -144,6 +146,13 @@ static const sentry s_rotation[] = {
     {"seed", T_U64, F_OPT, NULL, OFF(rotation.seed), OFF(rotation.has_seed), 0, 0, 0, 0, NULL, NULL},
     {"options", T_OPTS, F_OPT, NULL, OFF(rotation.opt_names), OFF(rotation.n_opts), 0, 0, 0, 0, NULL, NULL},
     E_END};
+static const senum e_exfmt[] = {{"hf", RB_EXPORT_HF}, {"gptq", RB_EXPORT_GPTQ}, {"gguf", RB_EXPORT_GGUF}, {NULL, 0}};
+static const senum e_exdtype[] = {{"F32", RB_DT_F32}, {"F16", RB_DT_F16}, {"BF16", RB_DT_BF16}, {NULL, 0}};
+static const senum e_exscales[] = {{"F32", RB_DT_F32}, {"F16", RB_DT_F16}, {NULL, 0}};
+static const sentry s_export[] = {SE("format", T_ENUM, F_REQ, NULL, OFF(export.format), e_exfmt),
+                                  SE("dtype", T_ENUM, 0, "F32", OFF(export.dtype), e_exdtype),
+                                  S("allow_online_dropped", T_BOOL, 0, "false", OFF(export.allow_online_dropped)),
+                                  SE("gptq_scales", T_ENUM, 0, "F32", OFF(export.gptq_scales), e_exscales), E_END};
 static const sentry s_sweep[] = {S("grid", T_AXES, F_OPT, NULL, 0), S("zip", T_AXES, F_OPT, NULL, 0), E_END};
 
 const sentry rb_cfg_schema[] = {
@@ -155,6 +164,7 @@ const sentry rb_cfg_schema[] = {
     SM("rotation", 0, NOAUX, s_rotation),
     SE("metrics", T_METRICS, 0, "[kurtosis, mse, kl]", OFF(metrics), e_metrics),
     {"figures", T_NAMES, 0, "[]", OFF(figures), OFF(n_figures), 0, 0, 0, 0, NULL, NULL},
+    SM("export", F_OPT, OFF(export.has), s_export),
     SM("sweep", F_OPT, OFF(has_sweep), s_sweep),
     E_END};
 
@@ -288,22 +298,10 @@ static int is_name(const char *s) {
     return 1;
 }
 
-static int valid_frac(const char *s, const char *e) {
-    if (s == e) return 1;
-    char buf[64];
-    if ((size_t)(e - s) >= sizeof buf) return 0;
-    memcpy(buf, s, (size_t)(e - s));
-    buf[e - s] = 0;
-    rb_ynode tmp = {.kind = RB_YSCALAR, .str = buf};
-    double x;
-    return !parse_double(&tmp, &x) && x >= 0.0 && x <= 1.0;
-}
-
+/* One parser for ranges (rb_token_range_parse: finite fractions 0 <= a < b <= 1, NaN refused). */
 static int valid_range(const char *s) {
-    const char *c = strchr(s, ':');
-    if (!c || strchr(c + 1, ':') || !valid_frac(s, c) || !valid_frac(c + 1, c + strlen(c))) return 0;
-    double a = c == s ? 0.0 : strtod(s, NULL), b = c[1] ? strtod(c + 1, NULL) : 1.0;
-    return a < b;
+    size_t b, e;
+    return strchr(s, ':') == strrchr(s, ':') && rb_token_range_parse(s, 0, &b, &e, NULL) == 0;
 }
 
 /* ${VAR}, ${VAR:-fallback} and $$ in a path-typed scalar. */
@@ -721,6 +719,19 @@ void rb_config_free(rb_config *cfg) {
 
 const rb_ynode *rb_cfg_tree(const rb_config *cfg) { return cfg->priv ? cfg->priv->tree : NULL; }
 
+/* What the export format can hold, checked before any run directory exists. */
+static int export_check(vctx *v, const rb_ynode *tree, const rb_config *c) {
+    const rb_ynode *ex = rb_ymap_get(tree, "export", NULL), *f = rb_ymap_get(ex, "format", NULL);
+    snprintf(v->path, sizeof v->path, "export.format");
+    int act = c->quant.a.bits < 16 || c->quant.kv.bits < 16 || c->quant.q.bits < 16;
+    if (c->export.format == RB_EXPORT_GPTQ && c->quant.w.bits >= 16)
+        return fail(v, f ? f : ex, "gptq holds quantized weights: set quant.w.bits (e.g. quant.preset: W4A16)");
+    if (c->export.format == RB_EXPORT_GPTQ && act)
+        return fail(v, f ? f : ex, "a gptq checkpoint is weight-only: activations/KV are quantized here (use W4A16, "
+                                   "or export hf/gguf with allow_online_dropped)");
+    return 0;
+}
+
 int rb_cfg_validate(rb_ynode *tree, rb_config *out, rb_error *err) {
     memset(out, 0, sizeof *out);
     vctx v = {.cfg = out, .err = err};
@@ -758,6 +769,7 @@ int rb_cfg_validate(rb_ynode *tree, rb_config *out, rb_error *err) {
         rc = fail(&v, b ? b : calib, "batch %d is larger than samples %d", out->data.calib.batch,
                   out->data.calib.samples);
     }
+    if (!rc && out->export.has) rc = export_check(&v, tree, out);
     if (!rc && out->has_sweep) rc = rb_sweep_check(rb_ymap_get(tree, "sweep", NULL), err);
     if (!rc) rc = rb_cfg_emit(out, &out->canonical) ? oom(&v) : 0;
     if (rc) rb_config_free(out);
@@ -771,22 +783,3 @@ uint64_t rb_config_stream_seed(const rb_config *cfg, const char *stream) {
     return cfg->seed;
 }
 
-void rb_config_method_label(const rb_config *cfg, char *buf, size_t cap) {
-    size_t k = (size_t)snprintf(buf, cap, "%s", cfg->rotation.method);
-    for (int i = 0; i < cfg->rotation.n_opts && k < cap; i++)
-        k += (size_t)snprintf(buf + k, cap - k, "%s%s=%s%s", i ? "," : "[", cfg->rotation.opt_names[i],
-                              cfg->rotation.opt_values[i], i == cfg->rotation.n_opts - 1 ? "]" : "");
-}
-
-void rb_run_id(const char *canonical, const char *const *extra_hashes, size_t n, char out[RB_RUN_ID_LEN + 1]) {
-    rb_sha256_ctx c;
-    rb_sha256_init(&c);
-    rb_sha256_update(&c, canonical, strlen(canonical));
-    for (size_t i = 0; i < n; i++) {
-        rb_sha256_update(&c, "\ninput ", 7);
-        rb_sha256_update(&c, extra_hashes[i], strlen(extra_hashes[i]));
-    }
-    uint8_t d[RB_SHA256_LEN];
-    rb_sha256_final(&c, d);
-    rb_sha256_to_hex(d, out);
-}

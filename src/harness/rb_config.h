@@ -151,6 +151,14 @@ typedef struct rb_config {
     unsigned metrics;       /* RB_METRIC_* bits, default all */
     char **figures;         /* n_figures names, default none */
     int n_figures;
+    struct {                /* export: the run's model written beside its results (export/rb_export.h);
+                               emitted only when present, so other configs keep their run ids */
+        int has;
+        int format;         /* RB_EXPORT_HF | GPTQ | GGUF (required) */
+        int dtype;          /* RB_DT_F32 (default) | F16 | BF16 */
+        int allow_online_dropped; /* default false: a run needing online ops fails at the export unit */
+        int gptq_scales;    /* RB_DT_F32 (default, exact) | RB_DT_F16 */
+    } export;
     int has_sweep;          /* a sweep: section is present (rb_sweep_expand) */
     char *canonical;        /* canonical YAML of this config (NUL-terminated) */
     struct rb_config_priv *priv;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "harness/rb_config_internal.h"
+#include "harness/rb_sha256.h"
 #include "quant/rb_quant.h"
 
 /* Shortest text that reads back as exactly x, always with a '.' (YAML 1.1 readers need it). */
@@ -178,4 +179,26 @@ int rb_cfg_emit(const rb_config *cfg, char **out) {
     emit_map(&b, rb_cfg_schema, (const char *)cfg, 0, NULL, rb_ymap_get(rb_cfg_tree(cfg), "sweep", NULL));
     *out = rb_ybuf_take(&b);
     return *out ? 0 : RB_ENOMEM;
+}
+
+/* ---- labels and run id (from the canonical form) ---- */
+
+void rb_config_method_label(const rb_config *cfg, char *buf, size_t cap) {
+    size_t k = (size_t)snprintf(buf, cap, "%s", cfg->rotation.method);
+    for (int i = 0; i < cfg->rotation.n_opts && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%s=%s%s", i ? "," : "[", cfg->rotation.opt_names[i],
+                              cfg->rotation.opt_values[i], i == cfg->rotation.n_opts - 1 ? "]" : "");
+}
+
+void rb_run_id(const char *canonical, const char *const *extra_hashes, size_t n, char out[RB_RUN_ID_LEN + 1]) {
+    rb_sha256_ctx c;
+    rb_sha256_init(&c);
+    rb_sha256_update(&c, canonical, strlen(canonical));
+    for (size_t i = 0; i < n; i++) {
+        rb_sha256_update(&c, "\ninput ", 7);
+        rb_sha256_update(&c, extra_hashes[i], strlen(extra_hashes[i]));
+    }
+    uint8_t d[RB_SHA256_LEN];
+    rb_sha256_final(&c, d);
+    rb_sha256_to_hex(d, out);
 }

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -293,6 +294,54 @@ static int put_inputs(rb_results *w, const rb_config *cfg, rb_error *err) {
     return rc;
 }
 
+/* ---- model export (unit "export") ---- */
+
+static void export_in_of(const rb_config *cfg, rb_pipe *pipe, const rb_pipe_spec *spec, rb_export_in *in) {
+    rb_pipe_export_in(pipe, spec, in);
+    in->dtype = cfg->export.dtype;
+    in->gptq_scales_dtype = cfg->export.gptq_scales;
+}
+
+/* Refuses, right after the rotation is known and before weight quantization and evaluation, a run
+ * whose export would fail (online operations, a gptq export the quantization cannot give). */
+static int export_precheck(const rb_config *cfg, rb_pipe *pipe, const rb_pipe_spec *spec, const char *run_dir,
+                           rb_error *err) {
+    if (!cfg->export.has) return 0;
+    rb_export_in in;
+    export_in_of(cfg, pipe, spec, &in);
+    rb_export_req req = {.format = cfg->export.format, .out = run_dir, .force = 1,
+                         .allow_online_dropped = cfg->export.allow_online_dropped, .rs = pipe->rs};
+    int rc = rb_export_precheck(&in, &req, err);
+    if (rc) rb_error_prefix(err, "export");
+    return rc;
+}
+
+/* Writes <run_dir>/model-<format> (rb_export_run; an unfinished one from an interrupted run is replaced). */
+static int export_run(const rb_config *cfg, rb_pipe *pipe, const rb_pipe_spec *spec, const char *run_dir,
+                      const char *run_id, rb_error *err) {
+    rb_export_in in;
+    export_in_of(cfg, pipe, spec, &in);
+    char name[64];
+    snprintf(name, sizeof name, "model-%s", rb_export_format_name(cfg->export.format));
+    char *out = rb_path_join(run_dir, name);
+    json_t *prov = json_pack("{s:s, s:s, s:s}", "run_id", run_id, "run_dir", run_dir, "config", cfg->canonical);
+    char *ptxt = prov ? json_dumps(prov, JSON_COMPACT) : NULL;
+    json_decref(prov);
+    int rc = 0;
+    if (!out || !ptxt) {
+        rc = rb_error_set(err, RB_ENOMEM, "export: out of memory");
+    } else {
+        rb_export_req req = {.format = cfg->export.format, .out = out, .force = 1,
+                             .allow_online_dropped = cfg->export.allow_online_dropped, .rs = pipe->rs,
+                             .provenance = ptxt};
+        rc = rb_export_run(&in, &req, err);
+        if (!rc) rb_info("export: %s written", out);
+    }
+    free(out);
+    free(ptxt);
+    return rc;
+}
+
 /* ---- zero-shot tasks (unit "tasks") ---- */
 
 static void task_sets_free(rb_task_set *sets, int n) {
@@ -410,6 +459,7 @@ int rb_run_execute(const rb_config *cfg, const char *run_dir, const char *run_id
     double tp = rb_now();
     if ((rc = rb_pipe_prepare(&pipe, &spec, err))) goto out;
     times.calibrate = rb_now() - tp;
+    if ((rc = export_precheck(cfg, &pipe, &spec, run_dir, err))) goto out;
     if (pipe.rs && !have_loaded) {
         if ((rc = rb_results_put_rotset(w, pipe.rs, err)) || (rc = rb_results_put_trace(w, &pipe.trace, err)) ||
             (rc = rb_results_mark_unit(w, "rotation", times.calibrate, err)))
@@ -458,6 +508,12 @@ int rb_run_execute(const rb_config *cfg, const char *run_dir, const char *run_id
         te += dt;
     } else if (cfg->data.n_tasks) {
         rb_info("tasks: done before the resume, skipped");
+    }
+    if (cfg->export.has && !rb_results_unit_done(w, "export")) {
+        double ts = rb_now();
+        if ((rc = export_run(cfg, &pipe, &spec, run_dir, run_id, err)) ||
+            (rc = rb_results_mark_unit(w, "export", rb_now() - ts, err)))
+            goto out;
     }
     times.evaluate = te;
     times.total = rb_now() - t0;

@@ -176,7 +176,7 @@ static int resolve(const rb_model *m, const weight_map *w, const char *name, int
 /* Points every tensor the model needs at the shards, checking presence, dtype and shape. */
 static int resolve_all(rb_model *m, const weight_map *w, rb_error *err) {
     const rb_llama_config *c = &m->cfg;
-    uint64_t per_dtype[RB_DT_COUNT] = {0};
+    uint64_t per_dtype[RB_DT_COUNT] = {0}, total_packed = 0;
     int rc = resolve(m, w, "model.embed_tokens.weight", 2, (size_t)c->vocab_size, (size_t)c->dim, &m->embed, err);
     if (!rc) rc = resolve(m, w, "model.norm.weight", 1, (size_t)c->dim, 0, &m->final_norm, err);
     if (rc) return rc;
@@ -197,12 +197,17 @@ static int resolve_all(rb_model *m, const weight_map *w, rb_error *err) {
      * an allocation of n_layers slots: then the loop below runs without storing and hits it. */
     size_t stored = 0;
     for (int s = 0; s < m->n_shards; s++) stored += m->shards[s].n;
-    if ((size_t)c->n_layers * RB_W_COUNT <= stored) {
+    if (!m->layers && (size_t)c->n_layers * RB_W_COUNT <= stored) { /* rb_gptq_attach may have made them */
         m->layers = calloc((size_t)c->n_layers * RB_W_COUNT, sizeof *m->layers);
         if (!m->layers) return rb_error_set(err, RB_ENOMEM, "%s: out of memory", m->path);
     }
     for (int l = 0; l < c->n_layers; l++)
         for (int s = 0; s < RB_W_COUNT; s++) {
+            const rb_tref *gq = m->layers ? &m->layers[(size_t)l * RB_W_COUNT + s] : NULL;
+            if (gq && gq->gq) { /* a GPTQ-packed linear: counted as its dequantized parameters */
+                total_packed += gq->rows * gq->cols;
+                continue;
+            }
             char name[128];
             snprintf(name, sizeof name, rb_hf_slot_names[s], l);
             int nd;
@@ -217,7 +222,7 @@ static int resolve_all(rb_model *m, const weight_map *w, rb_error *err) {
     /* The storage dtype reported is the one holding most parameters (norms are often F32 in an
      * otherwise BF16 checkpoint). */
     int best = RB_DT_F32;
-    uint64_t total = 0;
+    uint64_t total = total_packed;
     for (int d = 1; d < RB_DT_COUNT; d++) {
         total += per_dtype[d];
         if (per_dtype[d] > per_dtype[best]) best = d;
@@ -269,6 +274,9 @@ int rb_hf_open(rb_model *m, rb_error *err) {
                                    m->dir);
         goto done;
     }
+    /* GPTQ-packed linears (config.json quantization_config): their slots are filled here and skipped by
+     * resolve_all; a plain checkpoint is left untouched. */
+    if ((rc = rb_gptq_attach(m, err))) goto done;
     if ((rc = resolve_all(m, &w, err))) goto done;
     for (int s = 0; s < m->n_shards; s++) {
         const rb_st_file *f = &m->shards[s];

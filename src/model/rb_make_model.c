@@ -295,18 +295,8 @@ int rb_make_model_tensor(const rb_make_model_opts *o, const char *name, float *o
 
 /* Writes `root` (consumed) as indented JSON with a final newline. */
 static int write_json(const char *path, json_t *root, rb_error *err) {
-    char *s = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    int rc = root ? rb_json_write_file(path, root, err) : rb_error_set(err, RB_ENOMEM, "%s: out of memory", path);
     json_decref(root);
-    size_t n = s ? strlen(s) : 0;
-    char *t = s ? realloc(s, n + 2) : NULL;
-    if (!t) {
-        free(s);
-        return rb_error_set(err, RB_ENOMEM, "%s: out of memory", path);
-    }
-    t[n++] = '\n';
-    t[n] = '\0';
-    int rc = rb_write_file(path, t, n, err);
-    free(t);
     return rc;
 }
 
@@ -389,39 +379,10 @@ static int write_sharded(const char *dir, const rb_st_write_tensor *w, size_t n,
     if ((size_t)shards > n)
         return rb_error_set(err, RB_EINVAL, "make-model: --shards %d is more than the %zu tensors", shards, n);
     int *idx = malloc(n * sizeof *idx);
-    json_t *map = json_object();
-    uint64_t total = 0;
-    int rc = (!idx || !map) ? rb_error_set(err, RB_ENOMEM, "%s: out of memory", dir) : 0;
-    if (!rc) assign_shards(w, n, shards, idx);
-    for (size_t i = 0; i < n && !rc;) {
-        size_t j = i;
-        while (j < n && idx[j] == idx[i]) j++;
-        char fname[64];
-        snprintf(fname, sizeof fname, "model-%05d-of-%05d.safetensors", idx[i] + 1, shards);
-        char *path = rb_path_join(dir, fname);
-        rc = path ? rb_safetensors_write(path, w + i, j - i, err)
-                  : rb_error_set(err, RB_ENOMEM, "%s: out of memory", dir);
-        free(path);
-        for (size_t k = i; k < j && !rc; k++) {
-            total += rb_st_write_nbytes(&w[k]);
-            if (json_object_set_new(map, w[k].name, json_string(fname)))
-                rc = rb_error_set(err, RB_ENOMEM, "%s: out of memory", dir);
-        }
-        i = j;
-    }
+    if (!idx) return rb_error_set(err, RB_ENOMEM, "%s: out of memory", dir);
+    assign_shards(w, n, shards, idx);
+    int rc = rb_safetensors_write_shards(dir, w, n, idx, shards, err);
     free(idx);
-    if (rc) {
-        json_decref(map);
-        return rc;
-    }
-    char *ip = rb_path_join(dir, "model.safetensors.index.json");
-    if (!ip) {
-        json_decref(map);
-        return rb_error_set(err, RB_ENOMEM, "%s: out of memory", dir);
-    }
-    rc = write_json(ip, json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", map),
-                    err);
-    free(ip);
     return rc;
 }
 

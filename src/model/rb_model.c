@@ -103,6 +103,9 @@ int rb_model_open(const char *path, rb_model **out, rb_error *err) {
     } else if (is_dir || hf_file) {
         m->kind = RB_MODEL_HF;
         rc = rb_hf_open(m, err);
+    } else if (ends_with(base, ".gguf")) {
+        m->kind = RB_MODEL_GGUF;
+        rc = rb_gguf_open(m, err);
     } else {
         m->kind = RB_MODEL_LLAMA2C;
         rc = rb_llama2c_open(m, err);
@@ -120,6 +123,7 @@ void rb_model_close(rb_model *m) {
     for (int s = 0; s < m->n_shards; s++) rb_st_close(&m->shards[s]);
     free(m->shards);
     rb_mapped_close(&m->bin);
+    if (m->ext && m->ext_free) m->ext_free(m->ext);
     free(m->layers);
     free(m->list);
     free(m->path);
@@ -194,6 +198,7 @@ static void bf16_to_f32(const uint8_t *src, float *dst, size_t n) {
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 /* F16C converts 8 halves per instruction, exactly (subnormals included): ~5x the portable
  * branchy scalar path, which matters for fp16 checkpoints such as Llama-2's. */
@@ -204,9 +209,25 @@ __attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint8_t *s
     rb_f16_to_f32_n(src + 2 * i, dst + i, n - i);
 }
 
+/* F16C and AVX with the OS saving YMM state, from cpuid (clang 14 rejects __builtin_cpu_supports("f16c"),
+ * and libFuzzer builds use clang). Computed once; a racing first call writes the same value. */
+static int have_f16c(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        unsigned a, b, c, d;
+        int ok = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && (c & bit_AVX) && (c & bit_OSXSAVE);
+        if (ok) {
+            unsigned lo, hi;
+            __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+            ok = (lo & 6u) == 6u; /* XMM and YMM state enabled */
+        }
+        cached = ok;
+    }
+    return cached;
+}
+
 static void f16_to_f32(const uint8_t *src, float *dst, size_t n) {
-    /* __builtin_cpu_supports reads a table libgcc fills at startup: cheap enough per call. */
-    if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx"))
+    if (have_f16c())
         f16_to_f32_f16c(src, dst, n);
     else
         rb_f16_to_f32_n(src, dst, n);
@@ -249,6 +270,7 @@ static int check_finite(const rb_tref *t, const float *dst, size_t n, size_t row
  * j of a head is old row 2j for j < hd/2 and old row 2(j - hd/2) + 1 after. Errors: RB_EFORMAT (a
  * non-finite value; its position is the stored row's, before the permutation). */
 static int load_tref(const rb_tref *t, float *dst, rb_error *err) {
+    if (t->gq) return rb_gptq_tref_load(t, dst, err);
     const size_t row_bytes = t->cols * rb_dtype_size(t->dtype);
     if (!t->perm_heads) {
         convert(t->data, t->dtype, dst, t->rows * t->cols);

@@ -3,7 +3,7 @@
  * Sources: a Hugging Face directory (config.json + model.safetensors or a sharded
  * model.safetensors.index.json; F32/F16/BF16) or a llama2.c legacy `.bin` file. Files are
  * memory-mapped and every size/offset is validated at open time, so the load functions below
- * cannot read out of bounds. llama2.c's interleaved-pair RoPE layout is converted on load
+ * cannot read out of bounds. llama2.c's and GGUF's interleaved-pair RoPE layout is converted on load
  * (q/k rows permuted per head to HF's rotate_half layout), so the forward pass knows one
  * convention only. */
 #ifndef RB_MODEL_H
@@ -63,11 +63,12 @@ void rb_layer_linear_shape(const rb_llama_config *c, int lin, int *rows, int *co
 /* Weight matrix of linear `lin` inside w, with its shape. */
 float *rb_layer_linear(const rb_layer_weights *w, const rb_llama_config *c, int lin, int *rows, int *cols);
 
-enum { RB_MODEL_HF = 1, RB_MODEL_LLAMA2C = 2 };
+enum { RB_MODEL_HF = 1, RB_MODEL_LLAMA2C = 2, RB_MODEL_GGUF = 3 };
 
 typedef struct rb_model rb_model; /* opaque; defined in rb_model_internal.h */
 
-/* Opens a checkpoint: a directory is read as HF, a file as llama2.c `.bin`. On failure *out is
+/* Opens a checkpoint: a directory is read as HF (plain, or GPTQ-packed linears dequantized on load),
+ * a `.gguf` file as GGUF (F32/F16/BF16 tensors), another file as llama2.c `.bin`. On failure *out is
  * NULL and err names the file and the tensor/key. Errors: RB_ENOTFOUND, RB_EFORMAT, RB_EIO,
  * RB_EUNSUPPORTED, RB_ENOMEM. */
 int rb_model_open(const char *path, rb_model **out, rb_error *err);

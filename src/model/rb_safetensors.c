@@ -273,8 +273,11 @@ static int build_header(const char *path, const rb_st_write_tensor *ts, size_t n
     for (size_t i = 0; i < n; i++) {
         const rb_st_write_tensor *t = &ts[i];
         uint64_t nb = rb_st_write_nbytes(t);
-        int bad = !t->name || !*t->name || strcmp(t->name, "__metadata__") == 0 || !rb_dtype_is_float(t->dtype) ||
-                  t->ndim < 0 || t->ndim > 4 || (nb == 0 && write_numel(t) != 0);
+        int isf = rb_dtype_is_float(t->dtype);
+        /* float values only for float dtypes, raw bytes only for the others */
+        int bad = !t->name || !*t->name || strcmp(t->name, "__metadata__") == 0 || t->dtype <= RB_DT_UNKNOWN ||
+                  t->dtype >= RB_DT_COUNT || (isf ? (t->raw || t->fill_raw) : (t->data || t->fill)) || t->ndim < 0 ||
+                  t->ndim > 4 || (nb == 0 && write_numel(t) != 0);
         if (bad || json_object_get(root, t->name)) {
             json_decref(root);
             return rb_error_set(err, RB_EINVAL, "%s: tensor %s: bad name, dtype or shape, or a duplicate", path,
@@ -333,26 +336,29 @@ int rb_safetensors_write(const char *path, const rb_st_write_tensor *tensors, si
     for (int i = 0; i < 8; i++) lenb[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
     int ok = fwrite(lenb, 1, 8, fp) == 8 && fwrite(hdr, 1, hlen, fp) == hlen;
     free(hdr);
-    float *scratch = NULL;
+    void *scratch = NULL;
     for (size_t i = 0; i < n && ok && rc == 0; i++) {
         const rb_st_write_tensor *t = &tensors[i];
         size_t numel = write_numel(t);
-        const float *src = t->data;
+        int isf = rb_dtype_is_float(t->dtype);
+        const void *src = isf ? (const void *)t->data : t->raw;
         if (!src && numel) {
-            if (!t->fill) {
+            if (isf ? !t->fill : !t->fill_raw) {
                 rc = rb_error_set(err, RB_EINVAL, "%s: tensor %s: neither data nor fill given", path, t->name);
                 break;
             }
             rb_free(scratch);
-            scratch = rb_alloc(numel * sizeof(float));
+            scratch = rb_alloc(numel * (isf ? sizeof(float) : rb_dtype_size(t->dtype)));
             if (!scratch) {
                 rc = rb_error_set(err, RB_ENOMEM, "%s: tensor %s: out of memory", path, t->name);
                 break;
             }
-            rc = t->fill(t->ctx, scratch, err);
+            rc = isf ? t->fill(t->ctx, scratch, err) : t->fill_raw(t->ctx, scratch, err);
             src = scratch;
         }
-        if (rc == 0 && numel) ok = write_values(fp, src, numel, t->dtype);
+        if (rc == 0 && numel)
+            ok = isf ? write_values(fp, src, numel, t->dtype)
+                     : fwrite(src, rb_dtype_size(t->dtype), numel, fp) == numel;
     }
     rb_free(scratch);
     int e = errno;
@@ -362,5 +368,92 @@ int rb_safetensors_write(const char *path, const rb_st_write_tensor *tensors, si
         rc = rb_error_set(err, RB_EIO, "%s: cannot rename temp file: %s", path, strerror(errno));
     if (rc) unlink(tmp);
     free(tmp);
+    return rc;
+}
+
+int rb_json_write_file(const char *path, const json_t *root, rb_error *err) {
+    char *s = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    size_t n = s ? strlen(s) : 0;
+    char *t = s ? realloc(s, n + 2) : NULL;
+    if (!t) {
+        free(s);
+        return rb_error_set(err, RB_ENOMEM, "%s: out of memory", path);
+    }
+    t[n++] = '\n';
+    t[n] = '\0';
+    int rc = rb_write_file(path, t, n, err);
+    free(t);
+    return rc;
+}
+
+/* Shard of each tensor: a new shard starts when the next tensor would push the current one past max
+ * (a tensor larger than max gets a shard of its own). Returns the shard count. */
+static int plan_shards(const rb_st_write_tensor *w, size_t n, uint64_t max, int *idx) {
+    int shard = 0;
+    uint64_t cur = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t nb = rb_st_write_nbytes(&w[i]);
+        if (i > 0 && cur > 0 && cur + nb > max) shard++, cur = 0;
+        idx[i] = shard;
+        cur += nb;
+    }
+    return n ? shard + 1 : 1;
+}
+
+static int write_index_json(const char *dir, const rb_st_write_tensor *w, size_t n, const int *idx, int shards,
+                            rb_error *err) {
+    json_t *map = json_object();
+    uint64_t total = 0;
+    int rc = map ? 0 : rb_error_set(err, RB_ENOMEM, "%s: out of memory", dir);
+    for (size_t i = 0; i < n && !rc; i++) {
+        char fname[64];
+        snprintf(fname, sizeof fname, "model-%05d-of-%05d.safetensors", idx[i] + 1, shards);
+        total += rb_st_write_nbytes(&w[i]);
+        if (json_object_set_new(map, w[i].name, json_string(fname)))
+            rc = rb_error_set(err, RB_ENOMEM, "%s: out of memory", dir);
+    }
+    json_t *root = rc ? NULL : json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)total, "weight_map", map);
+    if (!rc && !root) rc = rb_error_set(err, RB_ENOMEM, "%s: out of memory", dir);
+    if (rc) {
+        json_decref(map);
+        return rc;
+    }
+    char *ip = rb_path_join(dir, "model.safetensors.index.json");
+    rc = ip ? rb_json_write_file(ip, root, err) : rb_error_set(err, RB_ENOMEM, "%s: out of memory", dir);
+    free(ip);
+    json_decref(root);
+    return rc;
+}
+
+int rb_safetensors_write_shards(const char *dir, const rb_st_write_tensor *w, size_t n, const int *idx, int shards,
+                                rb_error *err) {
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc;) {
+        size_t j = i;
+        while (j < n && idx[j] == idx[i]) j++;
+        char fname[64];
+        snprintf(fname, sizeof fname, "model-%05d-of-%05d.safetensors", idx[i] + 1, shards);
+        char *path = rb_path_join(dir, fname);
+        rc = path ? rb_safetensors_write(path, w + i, j - i, err) : rb_error_set(err, RB_ENOMEM, "%s: out of memory", dir);
+        free(path);
+        i = j;
+    }
+    return rc ? rc : write_index_json(dir, w, n, idx, shards, err);
+}
+
+int rb_safetensors_write_dir(const char *dir, const rb_st_write_tensor *w, size_t n, uint64_t max_shard_bytes,
+                             int *n_shards_out, rb_error *err) {
+    int *idx = malloc((n ? n : 1) * sizeof *idx);
+    if (!idx) return rb_error_set(err, RB_ENOMEM, "%s: out of memory", dir);
+    int shards = max_shard_bytes ? plan_shards(w, n, max_shard_bytes, idx) : 1, rc = 0;
+    if (shards == 1) {
+        char *p = rb_path_join(dir, "model.safetensors");
+        rc = p ? rb_safetensors_write(p, w, n, err) : rb_error_set(err, RB_ENOMEM, "%s: out of memory", dir);
+        free(p);
+    } else {
+        rc = rb_safetensors_write_shards(dir, w, n, idx, shards, err);
+    }
+    free(idx);
+    if (!rc && n_shards_out) *n_shards_out = shards;
     return rc;
 }

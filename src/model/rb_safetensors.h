@@ -76,24 +76,47 @@ void rb_st_close(rb_st_file *f);
 /* Tensor named `name`, or NULL. O(log n). */
 const rb_st_tensor *rb_st_find(const rb_st_file *f, const char *name);
 
-/* One tensor to write. Values come from `data` (fp32, numel elements) or, when `data` is NULL,
- * from fill(ctx, out) called once into a scratch buffer, so a writer of many tensors needs only
- * one tensor in memory at a time. */
+/* One tensor to write. Float tensors (F32/F16/BF16) take fp32 values from `data` (numel elements)
+ * or, when `data` is NULL, from fill(ctx, out) called once into a scratch buffer, converted on write.
+ * Other dtypes (I32, U8, ...) are written as raw little-endian bytes from `raw` or, when `raw` is
+ * NULL, from fill_raw(ctx, out) into a scratch buffer of numel·dtype-size bytes. Either way a writer
+ * of many tensors holds one tensor in memory at a time, and fills run in tensor order. */
 typedef struct rb_st_write_tensor {
     const char *name;
-    int dtype;           /* RB_DT_F32, RB_DT_F16 or RB_DT_BF16: fp32 is converted on write */
+    int dtype;           /* any RB_DT_* but UNKNOWN */
     int ndim;            /* 1..4 */
     int64_t shape[4];
     const float *data;
     int (*fill)(void *ctx, float *out, rb_error *err);
     void *ctx;
+    const void *raw;     /* non-float dtypes */
+    int (*fill_raw)(void *ctx, void *out, rb_error *err);
 } rb_st_write_tensor;
 
 /* Writes `n` tensors, in the given order and contiguously, to `path` (temp file + rename), with
  * "__metadata__": {"format": "pt"} and the header padded with spaces so the data starts at a
  * multiple of 8 bytes. F16/BF16 round to nearest even. Errors: RB_EINVAL (bad dtype/shape,
- * duplicate name), RB_EIO, RB_ENOMEM, or what a fill callback returns. */
+ * duplicate name), RB_EIO (naming the file and strerror: a full disk lands here), RB_ENOMEM, or what
+ * a fill callback returns. */
 int rb_safetensors_write(const char *path, const rb_st_write_tensor *tensors, size_t n, rb_error *err);
+
+/* Writes the tensors into directory `dir` as HF does: one model.safetensors when max_shard_bytes is 0
+ * or the total fits in it, else model-0000k-of-0000N.safetensors shards of at most max_shard_bytes
+ * each (a larger single tensor gets a shard of its own), in order, plus model.safetensors.index.json
+ * {metadata: {total_size}, weight_map}. *n_shards_out (may be NULL) gets N (1 for a single file).
+ * Errors as rb_safetensors_write. */
+int rb_safetensors_write_dir(const char *dir, const rb_st_write_tensor *tensors, size_t n, uint64_t max_shard_bytes,
+                             int *n_shards_out, rb_error *err);
+
+/* The sharded layout with a given assignment: tensor i into model-<idx[i]+1>-of-<shards>.safetensors
+ * (idx non-decreasing, every shard non-empty), plus model.safetensors.index.json. */
+int rb_safetensors_write_shards(const char *dir, const rb_st_write_tensor *tensors, size_t n, const int *idx,
+                                int shards, rb_error *err);
+
+/* Writes the JSON value `root` (not consumed) to `path` indented by 2, keys in insertion order, with a
+ * final newline, atomically (temp file + rename). Errors: RB_ENOMEM, RB_EIO. */
+struct json_t;
+int rb_json_write_file(const char *path, const struct json_t *root, rb_error *err);
 
 /* Bytes the tensor takes on disk (0 on overflow). */
 uint64_t rb_st_write_nbytes(const rb_st_write_tensor *t);

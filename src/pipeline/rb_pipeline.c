@@ -10,6 +10,7 @@
 #include "core/rb_log.h"
 #include "text/rb_calib.h"
 #include "methods/rb_method.h"
+#include "model/rb_safetensors.h"
 #include "quant/rb_wquant.h"
 
 /* Text files above this are refused rather than read (WikiText-103 is ~540 MB). */
@@ -111,12 +112,30 @@ static int default_seqlen(const rb_pipe_spec *s, const rb_llama_config *c) {
     return c->max_seq_len > 0 && c->max_seq_len < 2048 ? c->max_seq_len : 2048;
 }
 
+/* Opens the run's tokenizer and checks it against the model's vocabulary: a larger one yields ids the
+ * embedding does not have (refused, both sizes named); a smaller one is legitimate for padded
+ * embeddings but also what a wrong tokenizer looks like, so it is reported. */
 static int open_tokenizer(const rb_pipe_spec *s, const rb_model *m, rb_tokenizer **tok, rb_error *err) {
-    if (s->tokenizer_path) return rb_tokenizer_load(s->tokenizer_path, tok, err);
-    if (rb_model_kind(m) != RB_MODEL_HF)
+    int rc;
+    const char *path = s->tokenizer_path ? s->tokenizer_path : rb_model_dir(m);
+    if (!s->tokenizer_path && rb_model_kind(m) == RB_MODEL_LLAMA2C)
         return rb_error_set(err, RB_EINVAL, "%s: llama2.c checkpoints need --tokenizer (e.g. tok512.bin)",
                             rb_model_path(m));
-    return rb_tokenizer_load(rb_model_dir(m), tok, err);
+    if ((rc = rb_tokenizer_load(path, tok, err))) return rc;
+    int tv = rb_tokenizer_vocab_size(*tok), mv = rb_model_config(m)->vocab_size;
+    if (tv > mv) {
+        rb_tokenizer_free(*tok);
+        *tok = NULL;
+        return rb_error_set(err, RB_EINVAL,
+                            "tokenizer %s has %d tokens, the model %s has a vocabulary of %d: not this model's tokenizer "
+                            "(pass the model's own with --tokenizer / model.tokenizer)",
+                            path, tv, rb_model_path(m), mv);
+    }
+    if (tv < mv)
+        rb_warn("tokenizer %s has %d tokens, the model's vocabulary %d (padded embeddings are fine; otherwise this is "
+                "not the model's tokenizer)",
+                path, tv, mv);
+    return 0;
 }
 
 int rb_pipe_prepare(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
@@ -293,6 +312,23 @@ int rb_pipe_open_weights(rb_pipe *p, const char *path, const char *id, rb_error 
     RB_ASSERT(!p->wq);
     p->seconds_wquant = 0;
     return rb_wstore_open(path, &p->cfg, id, &p->wq, err);
+}
+
+void rb_pipe_export_in(rb_pipe *p, const rb_pipe_spec *s, rb_export_in *in) {
+    memset(in, 0, sizeof *in);
+    in->cfg = p->cfg;
+    in->cfg.tied = 0; /* the fused model (and every export) carries its own lm_head */
+    in->src = &p->src;
+    in->wq = p->wq;
+    in->quant = s->quant && rb_quant_cfg_active(s->quant) ? &p->quant : NULL;
+    in->tok = p->tok;
+    in->tokenizer_path = s->tokenizer_path;
+    in->model_dir = rb_model_kind(p->model) == RB_MODEL_HF ? rb_model_dir(p->model) : NULL;
+    const char *mp = rb_model_path(p->model), *b = strrchr(mp, '/');
+    in->name = b && b[1] ? b + 1 : mp;
+    in->dtype = RB_DT_F32;
+    in->gptq_scales_dtype = RB_DT_F32;
+    in->max_shard_bytes = 5000000000ull; /* transformers' save_pretrained default max_shard_size "5GB" */
 }
 
 const rb_ppl_result *rb_pipe_result(const rb_pipe *p) { return p->quantized ? &p->q.q : &p->plain; }

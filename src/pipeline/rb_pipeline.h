@@ -12,6 +12,7 @@
 #include "eval/rb_ppl.h"
 #include "eval/rb_qeval.h"
 #include "eval/rb_tasks.h"
+#include "export/rb_export.h"
 #include "model/rb_model.h"
 #include "quant/rb_qpreset.h"
 #include "quant/rb_wstore.h"
@@ -107,6 +108,11 @@ int rb_pipe_tasks(rb_pipe *p, const rb_pipe_spec *s, const rb_task_set *sets, in
 /* Fills the model-dependent fields of o (quantization, weight store, online hooks, FP reference,
  * seed) as rb_pipe_tasks does, leaving bos, max_length, pack_rows and separate as the caller set them. */
 void rb_pipe_tasks_opts(rb_pipe *p, const rb_pipe_spec *s, rb_tasks_opts *o);
+/* The export inputs of the prepared model: cfg, src, wq (NULL until the weights are quantized:
+ * rb_export_precheck runs before), quant, tokenizer, model dir and name; dtype F32, gptq scales F32, shards of 5 GB
+ * (HF's default) — the caller may change those before rb_export_run. */
+void rb_pipe_export_in(rb_pipe *p, const rb_pipe_spec *s, rb_export_in *in);
+
 /* The quantized (or FP) result summary: ppl, and ppl_fp/kl when available (NaN otherwise). */
 const rb_ppl_result *rb_pipe_result(const rb_pipe *p);
 void rb_pipe_free(rb_pipe *p);

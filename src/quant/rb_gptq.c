@@ -170,6 +170,28 @@ static float *to_float_upper_inplace(double *a, int n, float *row) {
     return f;
 }
 
+/* The parameters of the units for rb_qparams_out (the per-column ones of non-static groups were
+ * written as each group started): per-row ones, static groups (original column order) and g_idx. */
+static void record_params(const gptq_work *k, rb_qparams_out *po, int rows, int cols, int grouped, int static_groups,
+                          int g, int ngroups) {
+    if (!grouped) {
+        memcpy(po->scale, k->scale, (size_t)rows * sizeof(float));
+        memcpy(po->zero, k->zero, (size_t)rows * sizeof(float));
+        return;
+    }
+    if (static_groups)
+        for (int gi = 0; gi < ngroups; gi++)
+            for (int r = 0; r < rows; r++) {
+                po->scale[(size_t)r * ngroups + gi] = k->scale[(size_t)gi * rows + r];
+                po->zero[(size_t)r * ngroups + gi] = k->zero[(size_t)gi * rows + r];
+            }
+    /* static groups are in original column order; dynamic ones in processing order (GPTQ's g_idx) */
+    for (int j = 0; j < cols; j++) {
+        int col = k->perm ? k->perm[j] : j;
+        po->g_idx[col] = (static_groups ? col : j) / g;
+    }
+}
+
 int rb_gptq_quantize(const rb_qspec *spec, float *w, int rows, int cols, const double *h, const rb_gptq_opts *opts,
                      rb_gptq_stats *stats, rb_error *err) {
     rb_gptq_opts o = opts ? *opts : rb_gptq_opts_default();
@@ -295,6 +317,10 @@ int rb_gptq_quantize(const rb_qspec *spec, float *w, int rows, int cols, const d
                      * blocks applied, this block's own column updates not. */
                     rb_qparams_unit(spec, wr + col, col + g <= cols ? g : cols - col, &s, &z, NULL);
                     k.scale[r] = s, k.zero[r] = z;
+                    if (o.params) {
+                        o.params->scale[(size_t)r * ngroups + col / g] = s;
+                        o.params->zero[(size_t)r * ngroups + col / g] = z;
+                    }
                 }
                 const float *ur = u + (size_t)col * n + i1; /* U[col][i1..i2) */
                 float x = buf[i], q = rb_quant_value(x, s, z, maxq, sym), e = (x - q) / ur[i];
@@ -319,6 +345,7 @@ int rb_gptq_quantize(const rb_qspec *spec, float *w, int rows, int cols, const d
         for (int r = 0; r < rows; r++)
             for (size_t j = 0; j < n; j++) w[(size_t)r * n + k.perm[j]] = k.wp[(size_t)r * n + j];
     st.loss = loss / 2.0;
+    if (o.params) record_params(&k, o.params, rows, cols, grouped, o.static_groups, g, ngroups);
     work_free(&k, w);
     if (stats) *stats = st;
     return 0;

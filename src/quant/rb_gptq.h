@@ -7,6 +7,8 @@
 #ifndef RB_GPTQ_H
 #define RB_GPTQ_H
 
+#include <stdint.h>
+
 #include "quant/rb_quant.h"
 
 /* Running H = (2/N)·Σ_t x_tᵀ x_t of the inputs of one linear with n inputs (N tokens so far). */
@@ -31,12 +33,24 @@ void rb_hessian_add(rb_hessian *h, const float *x, int ntok);
 /* Copies the upper triangle of h[n][n] into the lower one. */
 void rb_hessian_symmetrize(double *h, int n);
 
+/* The quantizer parameters a quantization used, so its result can be written as integers (weight
+ * store, GPTQ export): weight (r, c) = scale[r·n_units + u]·(q − zero[r·n_units + u]) with
+ * u = g_idx[c] and q an integer of the quantizer's range. Caller-owned buffers. */
+typedef struct rb_qparams_out {
+    float *scale;   /* [rows][n_units]: n_units = ceil(cols/group) for group granularity, else 1 */
+    float *zero;    /* same shape */
+    int32_t *g_idx; /* [cols] unit of each input column (group granularity; NULL otherwise). Without
+                       act-order or with static groups u = c / group; act-order GPTQ forms its groups in
+                       processing order, u = (position of column c in that order) / group (GPTQ's g_idx) */
+} rb_qparams_out;
+
 typedef struct rb_gptq_opts {
     double percdamp;   /* damping = percdamp · mean(diag H) added to the diagonal; GPTQ default 0.01 */
     int act_order;     /* 1: process columns by descending diag H (GPTQ --act_order); default 0 */
     int blocksize;     /* columns per lazy batch; default 128 */
     int static_groups; /* 1: group parameters fixed up front from the (dead-zeroed) W; default 0 */
     const char *name;  /* matrix name used in error messages ("layers.3.mlp.gate_proj"); may be NULL */
+    rb_qparams_out *params; /* NULL, or where the parameters used are written (filled on success) */
 } rb_gptq_opts;
 
 /* The defaults above. */

@@ -44,7 +44,7 @@ static int hessian_errors(const rb_qspec *spec, const float *orig, const float *
 /* GPTQ of the linears of layer `layer` in w, group by group, Hessians from the calibration stream
  * (run on copies: the stream itself moves on only after the whole layer is quantized). */
 static int gptq_layer(rb_forward *f, rb_layer_weights *w, int layer, rb_stream *cal, const rb_wquant_opts *o,
-                      float *copy, double *h_err, double *h_err_rtn, rb_error *err) {
+                      float *copy, double *h_err, double *h_err_rtn, rb_wparams *params, rb_error *err) {
     const rb_llama_config *c = &f->cfg;
     int rc = 0;
     for (int g = 0; g < 4 && !rc; g++) {
@@ -71,6 +71,8 @@ static int gptq_layer(rb_forward *f, rb_layer_weights *w, int layer, rb_stream *
             snprintf(name, sizeof name, "layers.%d.%s", layer, rb_linear_name(lin));
             rb_gptq_opts go = o->q->gptq;
             go.name = name;
+            rb_qparams_out po = {params[lin].scale, params[lin].zero, params[lin].g_idx};
+            go.params = &po;
             rc = rb_gptq_quantize(&o->q->w, m, rows, cols, h.h, &go, NULL, err);
             if (!rc && orig) rc = hessian_errors(&o->q->w, orig, m, rows, cols, h.h, &h_err[lin], &h_err_rtn[lin], err);
             rb_free(orig);
@@ -92,6 +94,7 @@ int rb_wquant_run(const rb_weights_src *src, const rb_llama_config *c, const rb_
     rb_forward f = {0};
     rb_layer_weights w = {0};
     float *copy = NULL;
+    rb_wparams params[RB_LIN_COUNT] = {0};
     int rc = rb_layer_weights_init(&w, c, err);
     if (rc) return rc;
     if (gptq) {
@@ -111,6 +114,12 @@ int rb_wquant_run(const rb_weights_src *src, const rb_llama_config *c, const rb_
         if ((rc = rb_forward_init(&f, c, cal.T, (int)rows, err))) goto done;
         if ((rc = src->embed(src->ctx, o->calib, (size_t)cal.n_seq * cal.T, cal.h, err))) goto done;
     }
+    for (int lin = 0; lin < RB_LIN_COUNT && !rc; lin++) {
+        int r, k;
+        rb_layer_linear_shape(c, lin, &r, &k);
+        rc = rb_wparams_alloc(&params[lin], &q->w, r, k, err);
+    }
+    if (rc) goto done;
     rb_progress prog;
     rb_progress_init(&prog, gptq ? "gptq layers" : "rtn layers", c->n_layers);
     for (int l = 0; l < c->n_layers; l++) {
@@ -118,16 +127,22 @@ int rb_wquant_run(const rb_weights_src *src, const rb_llama_config *c, const rb_
         for (int i = 0; i < RB_LIN_COUNT; i++) h_err[i] = h_err_rtn[i] = NAN;
         if ((rc = src->load_layer(src->ctx, l, &w, err))) goto done;
         if (gptq) {
-            if ((rc = gptq_layer(&f, &w, l, &cal, o, copy, h_err, h_err_rtn, err))) goto done;
+            if ((rc = gptq_layer(&f, &w, l, &cal, o, copy, h_err, h_err_rtn, params, err))) goto done;
         } else {
             for (int lin = 0; lin < RB_LIN_COUNT && !rc; lin++) {
                 int r, k;
                 float *m = rb_layer_linear(&w, c, lin, &r, &k);
-                rc = rb_quant_fake(&q->w, m, r, k, 0, err);
+                /* the same parameters rb_quant_fake finds (one unit_params per unit), kept for the store */
+                rc = rb_qparams_find(&q->w, m, r, k, 0, params[lin].scale, params[lin].zero, err);
+                if (!rc) rc = rb_quant_apply(&q->w, m, r, k, 0, params[lin].scale, params[lin].zero, err);
+                if (!rc && q->w.gran == RB_QGRAN_TENSOR) /* one unit: the same grid for every row */
+                    for (int i = 1; i < r; i++) params[lin].scale[i] = params[lin].scale[0], params[lin].zero[i] = params[lin].zero[0];
+                if (!rc && params[lin].g_idx)
+                    for (int j = 0; j < k; j++) params[lin].g_idx[j] = j / q->w.group;
             }
             if (rc) goto done;
         }
-        if ((rc = rb_wstore_put_layer(store, l, &w, &q->w, gptq && q->gptq.act_order, h_err, h_err_rtn, err)))
+        if ((rc = rb_wstore_put_layer(store, l, &w, &q->w, gptq && q->gptq.act_order, h_err, h_err_rtn, params, err)))
             goto done;
         /* the calibration stream goes on through the quantized layer (QuaRot: inps = layer(inps)) */
         if (gptq && (rc = rb_stream_layer(&f, &w, l, &cal, o->online, NULL, err))) goto done;
@@ -140,6 +155,7 @@ int rb_wquant_run(const rb_weights_src *src, const rb_llama_config *c, const rb_
     }
     rb_progress_done(&prog);
 done:
+    for (int lin = 0; lin < RB_LIN_COUNT; lin++) rb_wparams_free(&params[lin]);
     rb_free(cal.h);
     rb_free(copy);
     rb_forward_free(&f);

@@ -23,6 +23,7 @@ struct rb_wstore {
     hid_t file;
     int writing;   /* 1 while the .partial is being written */
     rb_llama_config cfg;
+    char spec[128];      /* the weight quantizer's description (attribute spec) */
     unsigned char *done; /* [n_layers] layers put (writing) */
     /* encoder scratch: open-addressing table over float bit patterns, stamped per unit */
     uint32_t *hkey, *hstamp;
@@ -82,6 +83,7 @@ int rb_wstore_create(const char *path, const rb_llama_config *c, const char *id,
     rb_wstore *s;
     int rc = new_store(path, c, &s, err);
     if (rc) return rc;
+    snprintf(s->spec, sizeof s->spec, "%s", spec_desc);
     if (!(s->done = calloc((size_t)c->n_layers, 1))) {
         ws_free(s);
         return rb_error_set(err, RB_ENOMEM, "weight store: out of memory");
@@ -227,8 +229,24 @@ static int encode(rb_wstore *s, const float *w, int rows, int cols, int unit_col
     return 0;
 }
 
+/* The integer grid datasets of a linear (version 2), after checking it reproduces w exactly. */
+static int put_params(rb_wstore *s, hid_t g, const rb_wparams *p, const float *w, int rows, int cols,
+                      const rb_qspec *spec, const char *name, rb_error *err) {
+    if (p->rows != rows || p->cols != cols)
+        return rb_error_set(err, RB_EINVAL, "weight store: %s: parameters for %d x %d, the linear is %d x %d", name,
+                            p->rows, p->cols, rows, cols);
+    int rc = rb_wparams_check(spec, p, w, err);
+    if (rc) return rb_error_prefix(err, "weight store: %s", name);
+    hsize_t du[2] = {(hsize_t)rows, (hsize_t)p->n_units}, dg[1] = {(hsize_t)cols};
+    int bad = rb_h5_put_dataset_checked(g, "scale", 2, du, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, p->scale) ||
+              rb_h5_put_dataset_checked(g, "zero", 2, du, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, p->zero) ||
+              (p->g_idx && rb_h5_put_dataset_checked(g, "g_idx", 1, dg, H5T_STD_I32LE, H5T_NATIVE_INT32, p->g_idx));
+    return bad ? h5_fail(err, RB_EIO, s->partial, name) : 0;
+}
+
 static int put_linear(rb_wstore *s, hid_t gl, int lin, const float *w, int rows, int cols, const rb_qspec *spec,
-                      int permuted_groups, double h_err, double h_err_rtn, const char *name, rb_error *err) {
+                      int permuted_groups, double h_err, double h_err_rtn, const rb_wparams *params, const char *name,
+                      rb_error *err) {
     int unit_cols;
     long kmax, K = 0;
     unit_layout(spec, permuted_groups, cols, &unit_cols, &kmax);
@@ -246,14 +264,20 @@ static int put_linear(rb_wstore *s, hid_t gl, int lin, const float *w, int rows,
               rb_h5_put_dataset_checked(g, "codes", 2, dc, wide ? H5T_STD_U16LE : H5T_STD_U8LE,
                                         wide ? H5T_NATIVE_UINT16 : H5T_NATIVE_UINT8, codes) ||
               rb_h5_put_dataset_checked(g, "palette", 2, dp, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, pal);
-    rb_h5_close(&g);
     free(codes);
     free(pal);
-    return bad ? h5_fail(err, RB_EIO, s->partial, name) : 0;
+    if (bad) {
+        rb_h5_close(&g);
+        return h5_fail(err, RB_EIO, s->partial, name);
+    }
+    rc = params ? put_params(s, g, params, w, rows, cols, spec, name, err) : 0;
+    rb_h5_close(&g);
+    return rc;
 }
 
 int rb_wstore_put_layer(rb_wstore *s, int layer, const rb_layer_weights *w, const rb_qspec *spec,
-                        int permuted_groups, const double *h_err, const double *h_err_rtn, rb_error *err) {
+                        int permuted_groups, const double *h_err, const double *h_err_rtn, const rb_wparams *params,
+                        rb_error *err) {
     RB_ASSERT(s->writing && layer >= 0 && layer < s->cfg.n_layers && spec->bits < RB_QBITS_OFF);
     char lname[32];
     snprintf(lname, sizeof lname, "%d", layer);
@@ -268,7 +292,7 @@ int rb_wstore_put_layer(rb_wstore *s, int layer, const rb_layer_weights *w, cons
         char name[64];
         snprintf(name, sizeof name, "layers.%d.%s", layer, rb_linear_name(lin));
         rc = put_linear(s, gl, lin, m, rows, cols, spec, permuted_groups, h_err ? h_err[lin] : NAN,
-                        h_err_rtn ? h_err_rtn[lin] : NAN, name, err);
+                        h_err_rtn ? h_err_rtn[lin] : NAN, params ? &params[lin] : NULL, name, err);
     }
     rb_h5_close(&gl);
     rb_h5_quiet_off(&q);
@@ -320,7 +344,8 @@ int rb_wstore_open(const char *path, const rb_llama_config *c, const char *id, r
         goto out;
     }
     if ((rc = rb_h5_get_i32(&R, s->file, "/", "version", 1, RB_WSTORE_VERSION, &ver)) ||
-        (rc = rb_h5_get_str(&R, s->file, "/", "id", got_id, sizeof got_id)))
+        (rc = rb_h5_get_str(&R, s->file, "/", "id", got_id, sizeof got_id)) ||
+        (rc = rb_h5_get_str(&R, s->file, "/", "spec", s->spec, sizeof s->spec)))
         goto out;
     if (id && strcmp(id, got_id)) {
         rc = rb_h5_fail(&R, RB_EFORMAT, "/", "written for '%s', not for '%s'", got_id, id);
@@ -444,3 +469,90 @@ int rb_wstore_herr(rb_wstore *s, int layer, int lin, double *h_err, double *h_er
     rb_h5_quiet_off(&q);
     return rc;
 }
+
+int rb_wstore_load_params(rb_wstore *s, int layer, int lin, rb_wparams *p, rb_error *err) {
+    RB_ASSERT(!s->writing && layer >= 0 && layer < s->cfg.n_layers && lin >= 0 && lin < RB_LIN_COUNT && p);
+    memset(p, 0, sizeof *p);
+    rb_h5_reader R = {.path = s->path, .err = err};
+    rb_h5_quiet q;
+    rb_h5_quiet_on(&q);
+    char obj[96], dobj[128];
+    hid_t g, ds = -1, dz = -1, dg = -1;
+    int rows, cols, rc = open_linear(s, &R, layer, lin, obj, sizeof obj, &g);
+    rb_layer_linear_shape(&s->cfg, lin, &rows, &cols);
+    if (rc) goto out;
+    int has = rb_h5_has_link(&R, g, obj, "scale");
+    if (has < 0) {
+        rc = err->code;
+        goto out;
+    }
+    if (!has) {
+        rc = rb_error_set(err, RB_ENOTFOUND,
+                          "%s: %s: no integer grid (a version-1 store, or written without parameters): rerun the "
+                          "weight quantization",
+                          s->path, obj);
+        goto out;
+    }
+    hsize_t du[2];
+    long long want[2] = {rows, -1};
+    snprintf(dobj, sizeof dobj, "%s/scale", obj);
+    if ((rc = rb_h5_open_dataset(&R, g, dobj, "scale", H5T_FLOAT, 4, 2, want, &ds, du))) goto out;
+    if (du[1] < 1 || du[1] > (hsize_t)cols) {
+        rc = rb_h5_fail(&R, RB_EFORMAT, dobj, "%llu units per row, expected 1..%d", (unsigned long long)du[1], cols);
+        goto out;
+    }
+    want[1] = (long long)du[1];
+    snprintf(dobj, sizeof dobj, "%s/zero", obj);
+    if ((rc = rb_h5_open_dataset(&R, g, dobj, "zero", H5T_FLOAT, 4, 2, want, &dz, NULL))) goto out;
+    p->rows = rows;
+    p->cols = cols;
+    p->n_units = (int)du[1];
+    size_t nu = (size_t)rows * du[1];
+    p->scale = rb_alloc(nu * sizeof(float));
+    p->zero = rb_alloc(nu * sizeof(float));
+    int grouped = p->n_units > 1 || (has = rb_h5_has_link(&R, g, obj, "g_idx")) > 0;
+    if (has < 0) {
+        rc = err->code;
+        goto out;
+    }
+    if (grouped) p->g_idx = rb_alloc((size_t)cols * sizeof(int32_t));
+    if (!p->scale || !p->zero || (grouped && !p->g_idx)) {
+        rc = rb_error_set(err, RB_ENOMEM, "weight store: out of memory");
+        goto out;
+    }
+    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, p->scale) < 0 ||
+        H5Dread(dz, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, p->zero) < 0) {
+        rc = rb_h5_fail(&R, RB_EFORMAT, obj, "cannot read the grid (damaged file?): %s", rb_h5_detail(&R));
+        goto out;
+    }
+    for (size_t u = 0; u < nu; u++)
+        if (!(p->scale[u] > 0.0f) || !isfinite(p->scale[u]) || !isfinite(p->zero[u])) {
+            rc = rb_h5_fail(&R, RB_EFORMAT, obj, "unit %zu: scale %g, zero %g", u, (double)p->scale[u],
+                            (double)p->zero[u]);
+            goto out;
+        }
+    if (grouped) {
+        hsize_t n;
+        snprintf(dobj, sizeof dobj, "%s/g_idx", obj);
+        if ((rc = rb_h5_open_dataset_1d(&R, g, dobj, "g_idx", H5T_INTEGER, 0, cols, &dg, &n))) goto out;
+        if (H5Dread(dg, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, p->g_idx) < 0) {
+            rc = rb_h5_fail(&R, RB_EFORMAT, dobj, "cannot read (damaged file?): %s", rb_h5_detail(&R));
+            goto out;
+        }
+        for (int c = 0; c < cols; c++)
+            if (p->g_idx[c] < 0 || p->g_idx[c] >= p->n_units) {
+                rc = rb_h5_fail(&R, RB_EFORMAT, dobj, "g_idx[%d] = %d outside [0, %d)", c, (int)p->g_idx[c], p->n_units);
+                goto out;
+            }
+    }
+out:
+    rb_h5_close(&ds);
+    rb_h5_close(&dz);
+    rb_h5_close(&dg);
+    rb_h5_close(&g);
+    rb_h5_quiet_off(&q);
+    if (rc) rb_wparams_free(p);
+    return rc;
+}
+
+const char *rb_wstore_spec_desc(const rb_wstore *s) { return s->spec; }

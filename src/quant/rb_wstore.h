@@ -18,6 +18,9 @@
  *                      (unused tail entries 0), both Fletcher-32 checksummed; attrs unit_cols (int32,
  *                      columns per unit), h_err, h_err_rtn (float64, NaN = not measured: the GPTQ
  *                      calibration loss tr((W−Q)H(W−Q)ᵀ) and the same for RTN on the same Hessian)
+ *                      Version 2 adds, per linear, the integer grid (rb_wparams): datasets scale,
+ *                      zero float32 [rows][n_units] and, for group granularity, g_idx int32 [cols]
+ *                      (Fletcher-32), so the weights can be exported as integers (GPTQ layout).
  * Opening checks every attribute against the model and the expected id; loading a layer checks
  * shapes, that every code indexes the unit's palette and that every value is finite. */
 #ifndef RB_WSTORE_H
@@ -29,7 +32,33 @@
 #define RB_WSTORE_FORMAT "rotbench-wstore"
 /* File name of a store in its directory (a run directory, or the temporary one of `rotbench ppl`). */
 #define RB_WSTORE_FILE "wquant.h5"
-#define RB_WSTORE_VERSION 1
+#define RB_WSTORE_VERSION 2 /* 1 (no rb_wparams) is still read */
+
+/* The integer grid of one quantized linear [rows][cols]: weight (r, c) = scale[r·n_units + u]·(q − zero[r·n_units + u])
+ * with u = g_idx[c] (u = 0 when g_idx is NULL) and q an integer of the quantizer's range. Same meaning
+ * as rb_qparams_out (rb_gptq.h). Owned by whoever allocated it (rb_wparams_alloc/free). */
+typedef struct rb_wparams {
+    int rows, cols, n_units;
+    float *scale, *zero; /* [rows][n_units] */
+    int32_t *g_idx;      /* [cols] or NULL */
+} rb_wparams;
+
+/* Buffers for a [rows][cols] linear quantized with spec (n_units and g_idx from its granularity:
+ * groups → ceil(cols/group) units and a g_idx, else one unit per row). RB_ENOMEM. */
+int rb_wparams_alloc(rb_wparams *p, const rb_qspec *spec, int rows, int cols, rb_error *err);
+void rb_wparams_free(rb_wparams *p);
+
+/* The unsigned integer codes of w [rows][cols] on the grid p of quantizer spec, as the GPTQ checkpoint
+ * layout stores them: q[r][c] in [0, 2^bits) and zu[r][u] in [0, 2^bits) with
+ * w = scale·(q − zu) bit for bit (sym: q = level + 2^(bits−1), zu = 2^(bits−1); asym: the level and
+ * zero themselves). q, zu may be NULL (check only). Errors: RB_EFORMAT naming (row, col) and the
+ * values when a weight is not on the grid or a zero is not an integer of the range; RB_EINVAL for a
+ * spec with bits 16 or raw_minmax zeros out of range. */
+int rb_wparams_codes(const rb_qspec *spec, const rb_wparams *p, const float *w, uint8_t *q, uint8_t *zu,
+                     rb_error *err);
+/* Only that every weight lies on its unit's grid (any integer zero: RUQuant's raw_minmax grids are
+ * valid here and refused by rb_wparams_codes). Errors: RB_EFORMAT naming the weight. */
+int rb_wparams_check(const rb_qspec *spec, const rb_wparams *p, const float *w, rb_error *err);
 
 typedef struct rb_wstore rb_wstore;
 
@@ -45,8 +74,12 @@ int rb_wstore_create(const char *path, const rb_llama_config *c, const char *id,
  * so a contiguous unit may hold up to its width in values instead of 2^bits. Errors: RB_EINVAL (a
  * unit with more distinct values than that: the weight is not quantized with spec; a non-finite
  * weight; naming layer and linear), RB_EIO, RB_ENOMEM. */
+/* params: [RB_LIN_COUNT] grids of the seven linears (written as version-2 datasets; each is checked
+ * with rb_wparams_check against the weights, RB_EINVAL naming the linear when they disagree), or
+ * NULL (the store then has no grid for the layer and rb_wstore_load_params says so). */
 int rb_wstore_put_layer(rb_wstore *s, int layer, const rb_layer_weights *w, const rb_qspec *spec,
-                        int permuted_groups, const double *h_err, const double *h_err_rtn, rb_error *err);
+                        int permuted_groups, const double *h_err, const double *h_err_rtn, const rb_wparams *params,
+                        rb_error *err);
 
 /* Flushes and closes the file and renames <path>.partial to <path> (then fsyncs the directory), and
  * reopens it for reading. Every layer must have been put (RB_EINVAL otherwise). */
@@ -66,6 +99,14 @@ int rb_wstore_load_layer(rb_wstore *s, int layer, rb_layer_weights *w, rb_error 
 
 /* Recorded h_err / h_err_rtn of (layer, linear) (NaN when not measured). Errors: RB_EFORMAT. */
 int rb_wstore_herr(rb_wstore *s, int layer, int lin, double *h_err, double *h_err_rtn, rb_error *err);
+
+/* The integer grid of (layer, lin) into *p (allocated here; rb_wparams_free). Errors: RB_ENOTFOUND
+ * (a version-1 store or a layer put without params: "rerun weight quantization"), RB_EFORMAT (shapes,
+ * a g_idx outside [0, n_units), non-finite or non-positive scales), RB_ENOMEM. */
+int rb_wstore_load_params(rb_wstore *s, int layer, int lin, rb_wparams *p, rb_error *err);
+/* The weight quantizer the store was written with (parsed back from its spec attribute is not
+ * possible: the caller passes the run's spec; this returns the recorded description). */
+const char *rb_wstore_spec_desc(const rb_wstore *s);
 
 /* The file path (<path>, or <path>.partial while being written). */
 const char *rb_wstore_path(const rb_wstore *s);

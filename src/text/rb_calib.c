@@ -37,7 +37,7 @@ static int parse_frac(const char *s, const char *end, double def, double *out) {
     buf[len] = 0;
     char *e;
     double v = strtod(buf, &e);
-    if (*e || v < 0.0 || v > 1.0) return -1;
+    if (*e || e == buf || !(v >= 0.0 && v <= 1.0)) return -1; /* NaN fails both comparisons (issue 16) */
     *out = v;
     return 0;
 }

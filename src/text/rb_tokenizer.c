@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/rb_file.h"
+#include "rb_bpe.h"
 #include "rb_tok_internal.h"
 
 static int ends_with(const char *s, const char *suffix) {
@@ -158,4 +159,49 @@ int rb_tokenizer_decode_piece(const rb_tokenizer *t, int32_t id, char *buf, size
     if (n <= cap) memcpy(buf, tmp, n);
     if (tmp != small) free(tmp);
     return rc;
+}
+
+float rb_tokenizer_score(const rb_tokenizer *t, int32_t id) {
+    return id >= 0 && id < t->n_vocab ? t->score[id] : 0.0f;
+}
+
+int rb_tokenizer_piece_type(const rb_tokenizer *t, int32_t id) {
+    return id >= 0 && id < t->n_vocab ? t->type[id] : RB_PIECE_NONE;
+}
+
+int rb_tokenizer_unk(const rb_tokenizer *t) { return t->unk; }
+
+static int cmp_rank(const void *a, const void *b) {
+    int32_t x = ((const int32_t *)a)[2], y = ((const int32_t *)b)[2];
+    return (x > y) - (x < y);
+}
+
+int rb_tokenizer_bpe_merges(const rb_tokenizer *t, int32_t **pairs, size_t *n, rb_error *err) {
+    *pairs = NULL;
+    *n = 0;
+    const struct rb_bpe *b = t->kind == RB_TOK_BPE ? t->bpe : NULL;
+    if (!b || !b->pairs) return 0;
+    size_t count = 0;
+    for (size_t i = 0; i < b->pair_cap; i++) count += b->pairs[i].key != UINT64_MAX;
+    if (!count) return 0;
+    /* The table is a hash: gather (left, right, rank) triples and sort them by rank. */
+    int32_t *tri = malloc(count * 3 * sizeof *tri);
+    if (!tri) return rb_error_set(err, RB_ENOMEM, "%s: out of memory listing %zu merges", t->path, count);
+    size_t k = 0;
+    for (size_t i = 0; i < b->pair_cap; i++) {
+        const bpe_pair_slot *s = &b->pairs[i];
+        if (s->key == UINT64_MAX) continue;
+        tri[3 * k] = (int32_t)(uint32_t)(s->key >> 32);
+        tri[3 * k + 1] = (int32_t)(uint32_t)s->key;
+        tri[3 * k + 2] = s->rank;
+        k++;
+    }
+    qsort(tri, count, 3 * sizeof *tri, cmp_rank);
+    for (size_t i = 0; i < count; i++) { /* compact in place to (left, right) pairs */
+        tri[2 * i] = tri[3 * i];
+        tri[2 * i + 1] = tri[3 * i + 1];
+    }
+    *pairs = tri;
+    *n = count;
+    return 0;
 }

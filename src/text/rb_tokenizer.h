@@ -43,4 +43,20 @@ size_t rb_tokenizer_max_piece_bytes(const rb_tokenizer *t);
  * NUL-terminated, owned by t; *len (may be NULL) gets its length. NULL for an unknown id. */
 const char *rb_tokenizer_piece(const rb_tokenizer *t, int32_t id, size_t *len);
 
+/* ---- vocabulary as stored (what a GGUF export writes as tokenizer.ggml.*) ---- */
+
+/* Score of id (SentencePiece/llama2.c merge priority; 0 for byte-level BPE and unknown ids). */
+float rb_tokenizer_score(const rb_tokenizer *t, int32_t id);
+/* Piece type of id, SentencePiece's numbering (= llama.cpp's token types): 1 normal, 2 unknown,
+ * 3 control, 4 user-defined, 5 unused, 6 byte; 0 for an id without a piece (a hole in a sparse
+ * tokenizer.json, or out of range). Byte-level BPE: special added tokens are 3, other added tokens 4. */
+int rb_tokenizer_piece_type(const rb_tokenizer *t, int32_t id);
+int rb_tokenizer_unk(const rb_tokenizer *t); /* -1 if none */
+
+/* Byte-level BPE merges in rank order (first = applied first) as id pairs: *pairs is a heap array
+ * (caller frees with free()) of 2 * *n ids, pair i = (left, right), whose pieces joined by one space
+ * are the tokenizer.json merge strings (a pair listed twice keeps its last rank, as HF does). Other
+ * tokenizer kinds have no merge list: *pairs = NULL, *n = 0. Errors: RB_ENOMEM. */
+int rb_tokenizer_bpe_merges(const rb_tokenizer *t, int32_t **pairs, size_t *n, rb_error *err);
+
 #endif

@@ -280,7 +280,7 @@ static void test_errors(void **state) {
         {CFG_MIN "quant: {w: {bitz: 4}}\n", "exp.yaml:5:13: quant.w.bitz: unknown key (did you mean 'bits'?)"},
         {CFG_MIN "data2: 1\n", "exp.yaml:5:1: data2: unknown key (did you mean 'data'?)"},
         {CFG_MIN "zzz: 1\n", "exp.yaml:5:1: zzz: unknown key (expected one of: name, seed, model, data, quant, "
-                             "rotation, metrics, figures, sweep)"},
+                             "rotation, metrics, figures, export, sweep)"},
         {"name: x\nmodel: {path: /m}\ndata:\n  calib: {corpus: c, sampels: 3}\n  eval: [{corpus: /e}]\n",
          "exp.yaml:4:22: data.calib.sampels: unknown key (did you mean 'samples'?)"},
         /* wrong types */

@@ -10,6 +10,7 @@
 #include "core/rb_file.h"
 #include "core/rb_rng.h"
 #include "quant/rb_gptq.h"
+#include "quant/rb_wstore.h"
 
 enum { ROWS = 64, COLS = 256, NTOK = 1024 };
 
@@ -188,10 +189,33 @@ static void test_gptq_beats_rtn(void **state) {
         o.act_order = cases[c].act_order;
         o.static_groups = cases[c].static_groups;
         o.blocksize = 48; /* several blocks and a short last one on 256 columns */
-        float *q = copy_w(f), *rtn = copy_w(f);
+        float *q = copy_w(f), *rtn = copy_w(f), *q2 = copy_w(f);
         rb_gptq_stats st;
         rb_error err = {0};
         assert_int_equal(rb_gptq_quantize(&s, q, ROWS, COLS, f->h, &o, &st, &err), 0);
+        /* the parameters it reports (for integer export) reproduce every weight bit for bit — also for
+         * act-order with dynamic groups, whose grids cannot be recomputed outside — and asking for
+         * them changes nothing */
+        rb_wparams wp;
+        assert_int_equal(rb_wparams_alloc(&wp, &s, ROWS, COLS, &err), 0);
+        rb_qparams_out po = {wp.scale, wp.zero, wp.g_idx};
+        o.params = &po;
+        assert_int_equal(rb_gptq_quantize(&s, q2, ROWS, COLS, f->h, &o, NULL, &err), 0);
+        o.params = NULL;
+        assert_memory_equal(q, q2, (size_t)ROWS * COLS * sizeof(float));
+        uint8_t *codes = rb_alloc((size_t)ROWS * COLS), zu[ROWS * COLS];
+        assert_int_equal(rb_wparams_codes(&s, &wp, q, codes, zu, &err), 0);
+        if (wp.g_idx) { /* act-order groups are formed in processing order: g_idx is then not c / group */
+            int monotone = 1;
+            for (int j = 1; j < COLS; j++) monotone &= wp.g_idx[j] >= wp.g_idx[j - 1];
+            assert_int_equal(monotone, !(o.act_order && !o.static_groups));
+        }
+        q2[5] += 1e-3f; /* off the grid: refused, naming the entry */
+        assert_int_equal(rb_wparams_codes(&s, &wp, q2, NULL, NULL, &err), RB_EFORMAT);
+        assert_non_null(strstr(err.msg, "[0][5]"));
+        rb_free(codes);
+        rb_wparams_free(&wp);
+        rb_free(q2);
         assert_int_equal(rb_quant_fake(&s, rtn, ROWS, COLS, 0, &err), 0);
         double eg, er;
         assert_int_equal(rb_quant_hessian_error(f->w, q, f->h, ROWS, COLS, &eg, &err), 0);

@@ -18,6 +18,7 @@ typedef struct fx {
     rb_model *m;
     rb_llama_config c;
     rb_layer_weights w[2]; /* the model's two layers, quantized by the test */
+    rb_wparams p[2][RB_LIN_COUNT]; /* their integer grids (quantize) */
 } fx;
 
 static int setup(void **state) {
@@ -41,7 +42,10 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     fx *f = *state;
-    for (int l = 0; l < 2; l++) rb_layer_weights_free(&f->w[l]);
+    for (int l = 0; l < 2; l++) {
+        rb_layer_weights_free(&f->w[l]);
+        for (int lin = 0; lin < RB_LIN_COUNT; lin++) rb_wparams_free(&f->p[l][lin]);
+    }
     rb_model_close(f->m);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
@@ -59,8 +63,13 @@ static void quantize(fx *f, const rb_qspec *spec, int gptq, int act_order) {
         for (int lin = 0; lin < RB_LIN_COUNT; lin++) {
             int rows, cols;
             float *m = rb_layer_linear(&f->w[l], &f->c, lin, &rows, &cols);
+            rb_wparams *p = &f->p[l][lin];
+            rb_wparams_free(p);
+            assert_int_equal(rb_wparams_alloc(p, spec, rows, cols, &err), 0);
             if (!gptq) {
-                assert_int_equal(rb_quant_fake(spec, m, rows, cols, 0, &err), 0);
+                assert_int_equal(rb_qparams_find(spec, m, rows, cols, 0, p->scale, p->zero, &err), 0);
+                assert_int_equal(rb_quant_apply(spec, m, rows, cols, 0, p->scale, p->zero, &err), 0);
+                for (int j = 0; p->g_idx && j < cols; j++) p->g_idx[j] = j / spec->group;
                 continue;
             }
             int ntok = 4 * cols;
@@ -73,6 +82,8 @@ static void quantize(fx *f, const rb_qspec *spec, int gptq, int act_order) {
             rb_hessian_add(&h, x, ntok);
             rb_gptq_opts go = rb_gptq_opts_default();
             go.act_order = act_order;
+            rb_qparams_out po = {p->scale, p->zero, p->g_idx};
+            go.params = &po;
             assert_int_equal(rb_gptq_quantize(spec, m, rows, cols, h.h, &go, NULL, &err), 0);
             rb_hessian_free(&h);
             free(x);
@@ -82,12 +93,14 @@ static void quantize(fx *f, const rb_qspec *spec, int gptq, int act_order) {
 /* Stores both layers, reopens, and checks every weight comes back bit for bit. */
 static void roundtrip(fx *f, const rb_qspec *spec, int permuted) {
     rb_error err = {0};
+    const int has_grid = f->p[0][0].scale != NULL; /* quantize() ran for these weights */
     rb_wstore *s;
     assert_int_equal(rb_wstore_create(f->path, &f->c, "run-1", "spec", "rtn", &s, &err), 0);
     for (int l = 0; l < 2; l++) {
         double he[RB_LIN_COUNT], hr[RB_LIN_COUNT];
         for (int i = 0; i < RB_LIN_COUNT; i++) he[i] = l + i * 0.5, hr[i] = NAN;
-        int rc = rb_wstore_put_layer(s, l, &f->w[l], spec, permuted, he, hr, &err);
+        /* layer 1 without grids: a store may hold them for some layers only (and version 1 for none) */
+        int rc = rb_wstore_put_layer(s, l, &f->w[l], spec, permuted, he, hr, l == 0 && has_grid ? f->p[0] : NULL, &err);
         if (rc) fail_msg("put_layer: %s", err.msg);
     }
     assert_int_equal(rb_wstore_finish(s, &err), 0);
@@ -105,6 +118,24 @@ static void roundtrip(fx *f, const rb_qspec *spec, int permuted) {
             double he, hr;
             assert_int_equal(rb_wstore_herr(s, l, lin, &he, &hr, &err), 0);
             assert_true(he == l + lin * 0.5 && isnan(hr));
+            rb_wparams p;
+            if (l == 1 || !has_grid) {
+                assert_int_equal(rb_wstore_load_params(s, l, lin, &p, &err), RB_ENOTFOUND);
+                assert_non_null(strstr(err.msg, "rerun the weight quantization"));
+                continue;
+            }
+            assert_int_equal(rb_wstore_load_params(s, l, lin, &p, &err), 0);
+            const rb_wparams *o = &f->p[l][lin];
+            assert_int_equal(p.n_units, o->n_units);
+            assert_memory_equal(p.scale, o->scale, sizeof(float) * (size_t)rows * p.n_units);
+            assert_memory_equal(p.zero, o->zero, sizeof(float) * (size_t)rows * p.n_units);
+            assert_true(!p.g_idx == !o->g_idx);
+            if (p.g_idx) assert_memory_equal(p.g_idx, o->g_idx, sizeof(int32_t) * (size_t)cols);
+            if (rb_wparams_check(spec, &p, b, &err)) fail_msg("grid: %s", err.msg);
+            /* unsigned codes for the GPTQ layout: any sym grid; raw_minmax zeros fall outside the range */
+            int rc = rb_wparams_codes(spec, &p, b, NULL, NULL, &err);
+            if (!spec->raw_minmax && rc) fail_msg("codes: %s", err.msg);
+            rb_wparams_free(&p);
         }
     }
     rb_layer_weights_free(&back);
@@ -138,7 +169,10 @@ static void test_wide_codes(void **state) {
     fx *f = *state;
     rb_error err = {0};
     rb_qspec g = rb_qspec_make(8, 0, RB_QGRAN_GROUP, 1 << 20); /* one unit per row, up to its width */
-    for (int l = 0; l < 2; l++) assert_int_equal(rb_model_load_layer(f->m, l, &f->w[l], &err), 0);
+    for (int l = 0; l < 2; l++) {
+        assert_int_equal(rb_model_load_layer(f->m, l, &f->w[l], &err), 0);
+        for (int lin = 0; lin < RB_LIN_COUNT; lin++) rb_wparams_free(&f->p[l][lin]); /* FP weights: no grid */
+    }
     roundtrip(f, &g, 0); /* FP weights: every value distinct, up to 176 per row of down_proj */
     /* and a row with 300 distinct values */
     rb_llama_config c = f->c;
@@ -154,11 +188,11 @@ static void test_wide_codes(void **state) {
     }
     rb_wstore *s;
     assert_int_equal(rb_wstore_create(f->path, &c, "x", "spec", "rtn", &s, &err), 0);
-    assert_int_equal(rb_wstore_put_layer(s, 0, &w, &g, 0, NULL, NULL, &err), RB_EINVAL); /* 320 > 2^8 */
+    assert_int_equal(rb_wstore_put_layer(s, 0, &w, &g, 0, NULL, NULL, NULL, &err), RB_EINVAL); /* 320 > 2^8 */
     rb_wstore_close(s);
     assert_int_equal(rb_wstore_create(f->path, &c, "x", "spec", "rtn", &s, &err), 0);
-    assert_int_equal(rb_wstore_put_layer(s, 0, &w, &g, 1, NULL, NULL, &err), 0);
-    assert_int_equal(rb_wstore_put_layer(s, 1, &w, &g, 1, NULL, NULL, &err), 0);
+    assert_int_equal(rb_wstore_put_layer(s, 0, &w, &g, 1, NULL, NULL, NULL, &err), 0);
+    assert_int_equal(rb_wstore_put_layer(s, 1, &w, &g, 1, NULL, NULL, NULL, &err), 0);
     assert_int_equal(rb_wstore_finish(s, &err), 0);
     rb_wstore_close(s);
     assert_int_equal(rb_wstore_open(f->path, &c, "x", &s, &err), 0);
@@ -183,7 +217,7 @@ static void test_refusals(void **state) {
     /* FP weights are not on a 4-bit per-channel grid */
     rb_qspec ch = rb_qspec_make(4, 1, RB_QGRAN_CHANNEL, 0);
     assert_int_equal(rb_wstore_create(f->path, &f->c, "run-1", "spec", "rtn", &s, &err), 0);
-    assert_int_equal(rb_wstore_put_layer(s, 0, &f->w[0], &ch, 0, NULL, NULL, &err), RB_EINVAL);
+    assert_int_equal(rb_wstore_put_layer(s, 0, &f->w[0], &ch, 0, NULL, NULL, NULL, &err), RB_EINVAL);
     assert_non_null(strstr(err.msg, "layers.0.q_proj: row 0"));
     assert_non_null(strstr(err.msg, "more than 16 distinct values"));
     /* finishing with a layer missing is refused; closing removes the .partial */
@@ -196,7 +230,7 @@ static void test_refusals(void **state) {
     /* a finished store: wrong id, other model, a damaged code */
     quantize(f, &ch, 0, 0);
     assert_int_equal(rb_wstore_create(f->path, &f->c, "run-1", "spec", "rtn", &s, &err), 0);
-    for (int l = 0; l < 2; l++) assert_int_equal(rb_wstore_put_layer(s, l, &f->w[l], &ch, 0, NULL, NULL, &err), 0);
+    for (int l = 0; l < 2; l++) assert_int_equal(rb_wstore_put_layer(s, l, &f->w[l], &ch, 0, NULL, NULL, NULL, &err), 0);
     assert_int_equal(rb_wstore_finish(s, &err), 0);
     rb_wstore_close(s);
     assert_int_equal(rb_wstore_open(f->path, &f->c, "run-2", &s, &err), RB_EFORMAT);

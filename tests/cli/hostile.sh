@@ -1,0 +1,50 @@
+#!/bin/bash
+# Issue 16 reproducers, each a regression test: a tokenizer that does not belong to the model (was a
+# use after free in the error path), NaN in ranges, non-finite weights, truncated SentencePiece
+# models at many lengths (never a crash).
+source "$(dirname "$0")/tap.sh"
+
+if ! need_data stories260K/hf || ! need_data llama3/tokenizer.json || ! need_data tinystories/valid-llama2c-data00.txt; then
+  echo "1..0 # SKIP shared data absent"; exit 0
+fi
+V="$DATA/tinystories/valid-llama2c-data00.txt"
+W=(--seqlen 64 --max-windows 2)
+
+expect_fail "larger tokenizer refused up front, both sizes named" 2 "128256 tokens.*vocabulary of 512" \
+  "$RB" ppl "$DATA/stories260K/hf" --tokenizer "$DATA/llama3/tokenizer.json" --text "$V" "${W[@]}"
+expect_fail "... also on the quantized path" 2 "128256 tokens.*vocabulary of 512" \
+  "$RB" ppl "$DATA/stories260K/hf" --tokenizer "$DATA/llama3/tokenizer.json" --text "$V" "${W[@]}" --quant W4A4
+"$RB" make-model "$TMP/m" --preset tiny >/dev/null 2>&1
+err=$("$RB" ppl "$TMP/m" --text "$V" "${W[@]}" 2>&1 >/dev/null)
+printf '%s' "$err" | grep -q "has 258 tokens, the model's vocabulary 512" && ok "smaller tokenizer: warned, both sizes named" \
+  || not_ok "smaller tokenizer warning" "$(printf '%s' "$err" | tail -2)"
+for r in nan:1 0:nan inf:1 -0.5:1 0.5:0.2 0:1:1 x:1; do
+  expect_fail "--text-range $r refused" 2 "token range '$r'" "$RB" ppl "$DATA/stories260K/hf" --text "$V" --text-range "$r" "${W[@]}"
+done
+cat > "$TMP/r.yaml" <<YAML
+name: r
+model: {path: $DATA/stories260K/hf}
+data:
+  eval: [{corpus: $V, range: 'nan:1'}]
+YAML
+expect_fail "YAML range nan:1 refused at file:line:col" 2 "r.yaml:4:[0-9]+: data.eval\[0\].range" "$RB" run "$TMP/r.yaml" --cfg
+cp "$DATA/stories260K/stories260K.bin" "$TMP/nan.bin"
+/usr/bin/python3 -c "
+import struct; f = open('$TMP/nan.bin', 'r+b'); f.seek(28 + 4 * 1000); f.write(struct.pack('<f', float('nan')))"
+expect_fail "NaN weight: error naming tensor and entry" 2 "token_embedding_table: non-finite value nan at \[15\]\[40\]" \
+  "$RB" ppl "$TMP/nan.bin" --tokenizer "$DATA/stories260K/tok512.bin" --text "$V" "${W[@]}"
+# SentencePiece models cut at many lengths: exit 2 with a message, never a signal
+model="$DATA/stories260K/tok512.reconstructed.model"
+if [ -f "$model" ]; then
+  size=$(stat -c %s "$model"); bad=""
+  echo hi > "$TMP/t.txt"
+  for n in 0 1 2 3 4 5 7 8 9 16 31 64 100 255 256 1000 4096 $((size / 2)) $((size - 1)); do
+    head -c "$n" "$model" > "$TMP/cut.model"
+    "$RB" tokenize --tokenizer "$TMP/cut.model" --file "$TMP/t.txt" >/dev/null 2>"$TMP/e"; rc=$?
+    [ "$rc" -eq 2 ] && grep -q "cut.model" "$TMP/e" || bad="$bad $n:rc=$rc"
+  done
+  [ -z "$bad" ] && ok "truncated tokenizer.model: exit 2 naming the file at every cut" || not_ok "truncated .model" "$bad"
+else
+  skip_test "truncated tokenizer.model" "no .model file"
+fi
+done_testing
