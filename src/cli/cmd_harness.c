@@ -247,6 +247,8 @@ int rb_cmd_status(int argc, char **argv) {
         rb_index_row *rows = NULL;
         size_t n = 0;
         rc = rb_index_scan(dir, &rows, &n, &err);
+        if (!rc && n == 0)
+            rc = rb_error_set(&err, RB_ENOTFOUND, "status: %s holds neither a manifest.tsv nor run directories", dir);
         for (size_t i = 0; !rc && i < n; i++)
             printf("%s\t%s\t%s\n", rows[i].dir, rb_index_status_name(rows[i].status), rows[i].run_id);
         free(rows);
@@ -269,7 +271,10 @@ int rb_cmd_status(int argc, char **argv) {
         const char *st = "pending";
         rb_run_summary s;
         rb_error e2;
-        if (res && rb_path_exists(res)) st = "done";
+        if (res && rb_path_exists(res))
+            st = rb_results_read_summary(res, &s, &e2) || s.status != RB_RUN_DONE || strcmp(s.run_id, id)
+                     ? "failed (damaged results.h5)"
+                     : "done";
         else if (par && rb_path_exists(par))
             st = rb_results_read_summary(par, &s, &e2) ? "failed (unreadable)"
                  : s.status == RB_RUN_FAILED        ? "failed"

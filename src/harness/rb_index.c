@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/rb_file.h"
+#include "core/rb_log.h"
 #include "core/rb_h5.h"
 #include "quant/rb_qpreset.h"
 
@@ -310,6 +311,12 @@ int rb_index_build(const char *dir, rb_error *err) {
     size_t n;
     int rc = rb_index_scan(dir, &v, &n, err);
     if (rc) return rc;
+    if (n == 0) {
+        free(v);
+        return rb_error_set(err, RB_ENOTFOUND, "%s holds no run directories (results.h5 or results.h5.partial)", dir);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (v[i].status == RB_INDEX_UNREADABLE) rb_warn("%s: its results cannot be read: %s", v[i].dir, v[i].error);
     char *final = rb_path_join(dir, RB_INDEX_FILE), tmp[4200];
     if (!final) {
         free(v);
@@ -402,6 +409,10 @@ int rb_index_export_csv(const char *dir, FILE *f, rb_error *err) {
     size_t n;
     int rc = rb_index_scan(dir, &v, &n, err);
     if (rc) return rc;
+    if (n == 0) {
+        free(v);
+        return rb_error_set(err, RB_ENOTFOUND, "%s holds no run directories (results.h5 or results.h5.partial)", dir);
+    }
     rc = rb_index_write_csv(v, n, f);
     free(v);
     if (rc) return rb_error_set(err, rc, "%s: writing CSV failed", dir);

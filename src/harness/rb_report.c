@@ -39,11 +39,16 @@ int rb_report_runs_load(const char *dir, const char *quant, rb_index_row **rows,
     *n_out = 0;
     int rc = rb_index_scan(dir, rows, &n, err);
     if (rc) return rc;
+    if (n == 0) return rb_error_set(err, RB_ENOTFOUND, "%s holds no run directories (results.h5 or results.h5.partial)", dir);
     run *r = calloc(n + 1, sizeof *r);
     if (!r) return rb_error_set(err, RB_ENOMEM, "out of memory");
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         rb_index_row *x = &(*rows)[i];
+        if (x->status == RB_INDEX_UNREADABLE) { /* reported, never dropped silently (issue 16) */
+            rb_warn("%s: left out: its results cannot be read: %s", x->dir, x->error);
+            continue;
+        }
         if (x->status != RB_RUN_DONE || (quant && strcasecmp(x->quant, quant))) continue;
         int dup = 0; /* one entry per run: the index has a row per corpus */
         for (size_t j = 0; j < k; j++) dup |= !strcmp(r[j].row->run_id, x->run_id);

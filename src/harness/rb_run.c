@@ -245,9 +245,22 @@ static int open_results(const rb_config *cfg, const char *run_dir, const char *r
     *resumed = 0;
     char *done = rb_path_join(run_dir, RB_RESULTS_FILE), *partial = rb_path_join(run_dir, RB_RESULTS_PARTIAL);
     int has_done = done && rb_path_exists(done), has_partial = partial && rb_path_exists(partial);
-    free(done);
     free(partial);
-    if (has_done && !o->force) return 0;
+    if (has_done && !o->force) {
+        /* a results.h5 counts as done only when it reads back as this run, finished (issue 16): a damaged
+         * or foreign one is refused, never skipped */
+        rb_run_summary sm;
+        rb_error e2 = {0};
+        int rc = rb_results_read_summary(done, &sm, &e2);
+        if (!rc && (sm.status != RB_RUN_DONE || strcmp(sm.run_id, run_id)))
+            rc = rb_error_set(&e2, RB_EFORMAT, "status %d, run id %.12s", sm.status, sm.run_id);
+        if (rc)
+            rc = rb_error_set(err, RB_EFORMAT, "%s: results.h5 is not this run's finished result (%s): --force redoes it",
+                              run_dir, e2.msg);
+        free(done);
+        return rc;
+    }
+    free(done);
     if (has_partial && !o->force) {
         if (!o->resume)
             return rb_error_set(err, RB_EINVAL, "%s: a partial run exists: pass --resume to go on or --force to redo it",

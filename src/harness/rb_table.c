@@ -55,7 +55,16 @@ static void c_decimal_point(char *s) {
 
 /* ---- table -------------------------------------------------------------------------------- */
 
-static char *dup_or_empty(const char *s) { return rb_strdup(s ? s : ""); }
+/* Cell text comes from result files anyone may have written: control characters (terminal escape
+ * sequences) become '?' before they can reach a terminal (issue 16); newlines and tabs are the
+ * formats' business (each renderer escapes them). */
+static char *clean(char *s) {
+    for (unsigned char *p = (unsigned char *)s; p && *p; p++)
+        if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f) *p = '?';
+    return s;
+}
+
+static char *dup_or_empty(const char *s) { return clean(rb_strdup(s ? s : "")); }
 
 void rb_table_free(rb_table *t) {
     if (!t) return;
@@ -130,6 +139,7 @@ static int set_owned(rb_table *t, size_t row, size_t col, char *s, rb_error *err
         return rb_error_set(err, RB_EINVAL, "table: cell (%zu, %zu) outside %zu x %zu", row, col, t->n_rows,
                             t->n_cols);
     }
+    clean(s);
     char **cell = &t->cells[row * t->n_cols + col];
     free(*cell);
     *cell = s;

@@ -7,6 +7,7 @@
 #include "core/rb_file.h"
 #include "core/rb_log.h"
 #include "core/rb_math.h"
+#include "core/rb_signal.h"
 
 
 static const char *const site_names[RB_HOOK_SITES] = {"attn_in", "q",      "k",        "v",      "o_in",
@@ -249,7 +250,8 @@ static void attention_seq(rb_forward *f, const float *q, const float *k, const f
     float scale = (float)(1.0 / sqrt((double)hd));
     for (int h = 0; h < c->n_heads; h++) {
         int kh = h / group;
-        for (int i0 = 0; i0 < T; i0 += RB_ATT_QBLOCK) {
+        /* a signal stops a long window between query blocks */
+        for (int i0 = 0; i0 < T && !rb_interrupted(); i0 += RB_ATT_QBLOCK) {
             int bq = T - i0 < RB_ATT_QBLOCK ? T - i0 : RB_ATT_QBLOCK;
             int nk = i0 + bq; /* keys visible to the last query of the block */
             float *S = f->scores;
@@ -299,7 +301,7 @@ static void attention_seq_layout(rb_forward *f, const float *q, const float *k, 
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
     float scale = (float)(1.0 / sqrt((double)hd));
-    for (int i0 = 0; i0 < T; i0 += RB_ATT_QBLOCK) {
+    for (int i0 = 0; i0 < T && !rb_interrupted(); i0 += RB_ATT_QBLOCK) {
         int bq = T - i0 < RB_ATT_QBLOCK ? T - i0 : RB_ATT_QBLOCK;
         int lo = i0;
         for (int r = i0; r < i0 + bq; r++) {
@@ -360,6 +362,9 @@ int rb_forward_layer(rb_forward *f, const rb_layer_weights *w, int layer, float 
         attention_seq(f, f->q + r0 * qd, f->k + r0 * kvd, f->v + r0 * kvd, f->att + r0 * qd,
                       tp ? tp->lse + r0 * c->n_heads : NULL, T);
     }
+    /* attention of one long window can take minutes: SIGINT/SIGTERM end it between query blocks (issue 16) */
+    if (rb_interrupted())
+        return rb_error_set(err, RB_EINTERRUPTED, "interrupted in the attention of layer %d", layer);
     if (tp) {
         memcpy(tp->q, f->q, R * qd * sizeof(float));
         memcpy(tp->k, f->k, R * kvd * sizeof(float));

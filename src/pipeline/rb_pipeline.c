@@ -154,6 +154,8 @@ int rb_pipe_prepare(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
         size_t cn = 0;
         int T = s->calib_seqlen ? s->calib_seqlen : default_seqlen(s, &p->cfg);
         p->calib_seqlen = T;
+        if (p->cfg.max_seq_len > 0 && T > p->cfg.max_seq_len)
+            rb_warn("calibration seqlen %d is beyond the model's trained context (%d)", T, p->cfg.max_seq_len);
         if ((rc = rb_tokenize_file(p->tok, s->calib, s->add_bos, s->calib_doc_sep, &cal, &cn, err))) goto fail;
         if (!(rc = apply_range(s->calib_range, cal, &cn, err)))
             rc = rb_calib_sample(cal, cn, s->calib_samples, T, s->seed, &p->calib_win, err);
@@ -236,6 +238,10 @@ int rb_pipe_evaluate(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
     const rb_llama_config *c = &p->cfg;
     o.seqlen = default_seqlen(s, c);
     p->seqlen = o.seqlen;
+    if (c->max_seq_len > 0 && o.seqlen > c->max_seq_len)
+        rb_warn("seqlen %d is beyond the model's trained context (max_position_embeddings %d): RoPE positions it never "
+                "saw; perplexity there measures extrapolation",
+                o.seqlen, c->max_seq_len);
     o.bos_id = rb_tokenizer_bos(p->tok);
     if (o.bos_id < 0) o.bos_id = c->bos_id;
     p->quantized = s->quant != NULL && (rb_quant_cfg_active(s->quant) || s->stats || s->fp_ref);

@@ -47,4 +47,43 @@ if [ -f "$model" ]; then
 else
   skip_test "truncated tokenizer.model" "no .model file"
 fi
+# a very long window: warned about, and SIGTERM honoured inside its attention (was: at the layer's end)
+"$RB" ppl "$DATA/stories260K/hf" --text "$V" --doc-sep '<|endoftext|>' --seqlen 200000 >/dev/null 2>"$TMP/long.err" &
+pid=$!
+for _ in $(seq 50); do grep -q "evaluate:" "$TMP/long.err" 2>/dev/null && break; sleep 0.2; done
+sleep 1
+kill -TERM $pid; t0=$(date +%s)
+wait $pid; rc=$?; dt=$(( $(date +%s) - t0 ))
+grep -q "beyond the model's trained context (max_position_embeddings 512)" "$TMP/long.err" \
+  && ok "seqlen beyond the trained context: warned" || not_ok "long window warning" "$(tail -2 "$TMP/long.err")"
+[ "$rc" -eq 3 ] && [ "$dt" -le 10 ] && grep -q "interrupted in the attention of layer" "$TMP/long.err" \
+  && ok "SIGTERM in a 200k-token window: exit 3 within ${dt}s (bound 10 s)" || not_ok "SIGTERM" "rc $rc after ${dt}s: $(tail -1 "$TMP/long.err")"
+
+# a damaged results.h5 is never "done": status says so, run refuses to skip it, table reports it
+cat > "$TMP/d.yaml" <<YAML
+name: d
+model: {path: $DATA/stories260K/hf}
+data:
+  eval: [{corpus: $V, seqlen: 64, max_windows: 2}]
+metrics: []
+sweep:
+  grid:
+    seed: [0, 1]
+YAML
+"$RB" sweep "$TMP/d.yaml" --out "$TMP/res" >/dev/null 2>&1
+r0=$(ls -d "$TMP"/res/d-* | head -1)
+head -c 3000 "$r0/results.h5" > "$TMP/cut.h5" && mv "$TMP/cut.h5" "$r0/results.h5"
+"$RB" status "$TMP/res" > "$TMP/st" 2>&1
+grep -q "failed (damaged results.h5)" "$TMP/st" && grep -c "	done	" "$TMP/st" | grep -q 1 \
+  && ok "status: a truncated results.h5 is reported damaged, not done" || not_ok "status" "$(cat "$TMP/st")"
+expect_fail "sweep: a damaged result is refused, never skipped as done" 2 "not this run's finished result.*--force" \
+  "$RB" sweep "$TMP/d.yaml" --out "$TMP/res"
+err=$("$RB" table "$TMP/res" 2>&1 >/dev/null)
+printf '%s' "$err" | grep -q "left out: its results cannot be read" && ok "table: the damaged run is reported" \
+  || not_ok "table warning" "$err"
+expect_ok "sweep --force redoes it" "$RB" sweep "$TMP/d.yaml" --out "$TMP/res" --force
+for c in status table plot index; do
+  mkdir -p "$TMP/empty"
+  expect_fail "$c on an empty directory" 2 "holds (no|neither)" "$RB" $c "$TMP/empty"
+done
 done_testing

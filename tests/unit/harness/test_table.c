@@ -47,6 +47,22 @@ static void make_small(rb_table *t) {
     assert_int_equal(rb_table_rule_after(t, 0, &err), 0);
 }
 
+/* Control characters from result strings never reach the terminal (issue 16). */
+static void test_control_chars(void **state) {
+    (void)state;
+    rb_table t;
+    rb_error err = {0};
+    const char *h[] = {"m"};
+    assert_int_equal(rb_table_init(&t, 1, h, &err), 0);
+    const char *r[] = {"\x1b[31mred\x07\x7f"};
+    assert_int_equal(rb_table_add_row(&t, r, NULL, &err), 0);
+    char *got = render(&t, RB_TABLE_CSV);
+    assert_non_null(strstr(got, "?[31mred??"));
+    assert_null(strchr(got, 0x1b));
+    free(got);
+    rb_table_free(&t);
+}
+
 static void test_markdown(void **state) {
     (void)state;
     rb_table t;
@@ -292,6 +308,7 @@ static void test_pivot_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_markdown),
+        cmocka_unit_test(test_control_chars),
         cmocka_unit_test(test_latex),
         cmocka_unit_test(test_csv),
         cmocka_unit_test(test_numbers_and_empty),
