@@ -1,4 +1,5 @@
 /* rotbench: entry point and subcommand dispatch. */
+#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,11 @@ static const char *const usage_text =
     "Exit codes: 0 ok, 1 failed, 2 usage or input error, 3 interrupted.\n";
 
 int main(int argc, char **argv) {
+    /* HDF5 closes every file still open from an atexit handler; after a write error (disk full) a file
+     * whose close failed crashes that handler (HDF5 1.10: SIGSEGV in H5F__close_cb), turning a clean
+     * error exit into a segfault (issue 16). rotbench closes its files itself, so the handler is not
+     * needed: must run before any other HDF5 call. */
+    H5dont_atexit();
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
         return argc < 2 ? RB_EXIT_USAGE : RB_EXIT_OK;
