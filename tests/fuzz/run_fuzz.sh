@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs one libFuzzer target for a bounded time and prints a one-line summary.
+#   run_fuzz.sh EXE NAME SEED_DIR WORK_DIR SECONDS [libFuzzer args...]
+# New inputs go to WORK_DIR/corpus (the seed directory is only read); a crash, leak, timeout or
+# out-of-memory input is written to WORK_DIR/artifacts/ and the exit status is non-zero.
+# The full libFuzzer log is WORK_DIR/fuzz.log (its tail is printed on failure).
+set -u
+exe=$1 name=$2 seeds=$3 work=$4 secs=$5
+shift 5
+mkdir -p "$work/corpus" "$work/artifacts"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:allocator_may_return_null=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
+log="$work/fuzz.log"
+start=$(date +%s)
+"$exe" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  -artifact_prefix="$work/artifacts/" "$@" "$work/corpus" "$seeds" >"$log" 2>&1
+rc=$?
+end=$(date +%s)
+execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+if [ -z "$execs" ]; then # killed before the final stats: the last status line
+  execs=$(grep -Eo '^#[0-9]+' "$log" | tail -n 1 | tr -d '#')
+fi
+artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
+crashes=0
+[ -n "$artifact" ] && crashes=1
+[ $rc -ne 0 ] && [ $crashes -eq 0 ] && crashes=1
+echo "fuzz_$name: executions ${execs:-0}, crashes $crashes, $((end - start)) s, exit $rc${artifact:+, crash file $artifact}"
+if [ $rc -ne 0 ]; then
+  echo "---- tail of $log ----"
+  grep -E 'ERROR|SUMMARY|#[0-9]+ 0x|Test unit|runtime error|timeout|out-of-memory|leak' "$log" | head -n 40
+fi
+exit $rc
