@@ -249,8 +249,10 @@ int rb_cmd_status(int argc, char **argv) {
         rc = rb_index_scan(dir, &rows, &n, &err);
         if (!rc && n == 0)
             rc = rb_error_set(&err, RB_ENOTFOUND, "status: %s holds neither a manifest.tsv nor run directories", dir);
-        for (size_t i = 0; !rc && i < n; i++)
+        for (size_t i = 0; !rc && i < n; i++) {
             printf("%s\t%s\t%s\n", rows[i].dir, rb_index_status_name(rows[i].status), rows[i].run_id);
+            if (rows[i].status == RB_INDEX_UNREADABLE) rb_warn("%s: %s", rows[i].dir, rows[i].error);
+        }
         free(rows);
         free(mp);
         return rc ? rb_cli_fail(&err) : RB_EXIT_OK;

@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- error stack ------------------------------------------------------------------------- */
@@ -96,6 +99,46 @@ const char *rb_h5_class_name(H5T_class_t c) {
     case H5T_TIME: return "time";
     default: return "unknown";
     }
+}
+
+static double mono_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int rb_h5_guard(const char *path, int (*fn)(void *ctx, rb_error *err), void *ctx, rb_error *err) {
+    const char *ug = getenv("RB_H5_UNGUARDED");
+    if (ug && *ug == '1') return fn(ctx, err);
+    pid_t pid = fork();
+    if (pid < 0) return fn(ctx, err);
+    if (pid == 0) { /* the probe: _exit, so the parent's buffered output is not flushed twice */
+        rb_error e = {0};
+        _exit(fn(ctx, &e) == 0 ? 0 : 1);
+    }
+    double t0 = mono_now();
+    useconds_t nap = 100;
+    int status = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) break;
+        if (r < 0 && errno != EINTR) return fn(ctx, err); /* cannot watch it: read directly */
+        if (mono_now() - t0 > RB_H5_GUARD_TIMEOUT_S) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+            }
+            return rb_error_set(err, RB_EFORMAT,
+                                "%s: reading it did not finish in %g s (a damaged HDF5 file can make the library "
+                                "loop): refused",
+                                path, RB_H5_GUARD_TIMEOUT_S);
+        }
+        usleep(nap);
+        if (nap < 20000) nap *= 2;
+    }
+    if (WIFSIGNALED(status))
+        return rb_error_set(err, RB_EFORMAT, "%s: the HDF5 library crashed reading it (%s): a damaged file, refused",
+                            path, strsignal(WTERMSIG(status)));
+    return fn(ctx, err);
 }
 
 int rb_h5_check_readable(const char *path, rb_error *err) {

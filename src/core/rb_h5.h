@@ -53,6 +53,18 @@ int rb_h5_fail(rb_h5_reader *R, int code, const char *obj, const char *fmt, ...)
 /* The innermost HDF5 error description (R->detail). */
 const char *rb_h5_detail(rb_h5_reader *R);
 
+/* Seconds a guarded read of one file may take before it counts as hung (real rotbench files read in
+ * milliseconds; a damaged one can make HDF5 loop for minutes). */
+#define RB_H5_GUARD_TIMEOUT_S 20.0
+
+/* Reads an untrusted HDF5 file safely: runs fn(ctx, err) first in a forked child; if the child is
+ * killed by a signal (the HDF5 library crashing on a damaged file) or takes longer than
+ * RB_H5_GUARD_TIMEOUT_S, the file is refused (RB_EFORMAT naming the file and what happened) and the
+ * caller never touches it; otherwise fn runs again in this process (same bytes, same library: the
+ * same outcome, now known not to crash) and its result is returned. Without fork (error) fn runs
+ * directly. The environment variable RB_H5_UNGUARDED=1 skips the child (debugging). */
+int rb_h5_guard(const char *path, int (*fn)(void *ctx, rb_error *err), void *ctx, rb_error *err);
+
 /* OS-level checks before opening `path` with HDF5, with errno: missing → RB_ENOTFOUND
  * ("<path>: cannot open: <strerror>"), directory ("<path>: is a directory") or unreadable → RB_EIO. */
 int rb_h5_check_readable(const char *path, rb_error *err);

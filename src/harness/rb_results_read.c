@@ -158,7 +158,7 @@ static int read_summary_open(rb_h5_reader *R, hid_t f, rb_run_summary *s) {
     return rc;
 }
 
-int rb_results_read_summary(const char *path, rb_run_summary *out, rb_error *err) {
+static int rb_results_read_summary_direct(const char *path, rb_run_summary *out, rb_error *err) {
     RB_ASSERT(path && out);
     memset(out, 0, sizeof *out);
     rb_h5_quiet q;
@@ -256,7 +256,7 @@ out:
     return 0;
 }
 
-int rb_results_read_layers(const char *path, rb_layer_row **rows, size_t *n, rb_error *err) {
+static int rb_results_read_layers_direct(const char *path, rb_layer_row **rows, size_t *n, rb_error *err) {
     RB_ASSERT(path && rows && n);
     *rows = NULL;
     *n = 0;
@@ -322,7 +322,7 @@ static int read_eval_open(rb_h5_reader *R, hid_t f, const char *corpus, rb_eval_
     return rc;
 }
 
-int rb_results_read_eval(const char *path, const char *corpus, rb_eval_data *out, rb_error *err) {
+static int rb_results_read_eval_direct(const char *path, const char *corpus, rb_eval_data *out, rb_error *err) {
     RB_ASSERT(path && corpus && out);
     memset(out, 0, sizeof *out);
     if (!rb_results_valid_ident(corpus, RB_RUN_WORD_MAX))
@@ -345,7 +345,7 @@ int rb_results_read_eval(const char *path, const char *corpus, rb_eval_data *out
 
 
 
-int rb_results_read_trace(const char *path, const char *name, rb_trace_table **out, rb_error *err) {
+static int rb_results_read_trace_direct(const char *path, const char *name, rb_trace_table **out, rb_error *err) {
     RB_ASSERT(path && name && out);
     *out = NULL;
     rb_h5_quiet q;
@@ -403,7 +403,7 @@ int rb_results_read_trace(const char *path, const char *name, rb_trace_table **o
     return rc;
 }
 
-int rb_results_read_rotset(const char *path, rb_rotset *s, rb_error *err) {
+static int rb_results_read_rotset_direct(const char *path, rb_rotset *s, rb_error *err) {
     RB_ASSERT(path && s);
     memset(s, 0, sizeof *s);
     rb_h5_quiet q;
@@ -429,4 +429,87 @@ int rb_results_read_rotset(const char *path, rb_rotset *s, rb_error *err) {
     rb_h5_close(&f);
     rb_h5_quiet_off(&q);
     return rc;
+}
+
+/* rb_results_read_summary through rb_h5_guard: a damaged file crashing or hanging HDF5 is refused (issue 16). */
+typedef struct rb_results_read_summary_ctx {
+    const char *path;
+    rb_run_summary *out;
+} rb_results_read_summary_ctx;
+
+static int rb_results_read_summary_fn(void *c, rb_error *err) {
+    rb_results_read_summary_ctx *x = c;
+    return rb_results_read_summary_direct(x->path, x->out, err);
+}
+
+int rb_results_read_summary(const char *path, rb_run_summary *out, rb_error *err) {
+    rb_results_read_summary_ctx x = {path, out};
+    return rb_h5_guard(path, rb_results_read_summary_fn, &x, err);
+}
+
+/* rb_results_read_layers through rb_h5_guard: a damaged file crashing or hanging HDF5 is refused (issue 16). */
+typedef struct rb_results_read_layers_ctx {
+    const char *path;
+    rb_layer_row **rows;
+    size_t *n;
+} rb_results_read_layers_ctx;
+
+static int rb_results_read_layers_fn(void *c, rb_error *err) {
+    rb_results_read_layers_ctx *x = c;
+    return rb_results_read_layers_direct(x->path, x->rows, x->n, err);
+}
+
+int rb_results_read_layers(const char *path, rb_layer_row **rows, size_t *n, rb_error *err) {
+    rb_results_read_layers_ctx x = {path, rows, n};
+    return rb_h5_guard(path, rb_results_read_layers_fn, &x, err);
+}
+
+/* rb_results_read_eval through rb_h5_guard: a damaged file crashing or hanging HDF5 is refused (issue 16). */
+typedef struct rb_results_read_eval_ctx {
+    const char *path;
+    const char *corpus;
+    rb_eval_data *out;
+} rb_results_read_eval_ctx;
+
+static int rb_results_read_eval_fn(void *c, rb_error *err) {
+    rb_results_read_eval_ctx *x = c;
+    return rb_results_read_eval_direct(x->path, x->corpus, x->out, err);
+}
+
+int rb_results_read_eval(const char *path, const char *corpus, rb_eval_data *out, rb_error *err) {
+    rb_results_read_eval_ctx x = {path, corpus, out};
+    return rb_h5_guard(path, rb_results_read_eval_fn, &x, err);
+}
+
+/* rb_results_read_trace through rb_h5_guard: a damaged file crashing or hanging HDF5 is refused (issue 16). */
+typedef struct rb_results_read_trace_ctx {
+    const char *path;
+    const char *name;
+    rb_trace_table **out;
+} rb_results_read_trace_ctx;
+
+static int rb_results_read_trace_fn(void *c, rb_error *err) {
+    rb_results_read_trace_ctx *x = c;
+    return rb_results_read_trace_direct(x->path, x->name, x->out, err);
+}
+
+int rb_results_read_trace(const char *path, const char *name, rb_trace_table **out, rb_error *err) {
+    rb_results_read_trace_ctx x = {path, name, out};
+    return rb_h5_guard(path, rb_results_read_trace_fn, &x, err);
+}
+
+/* rb_results_read_rotset through rb_h5_guard: a damaged file crashing or hanging HDF5 is refused (issue 16). */
+typedef struct rb_results_read_rotset_ctx {
+    const char *path;
+    rb_rotset *s;
+} rb_results_read_rotset_ctx;
+
+static int rb_results_read_rotset_fn(void *c, rb_error *err) {
+    rb_results_read_rotset_ctx *x = c;
+    return rb_results_read_rotset_direct(x->path, x->s, err);
+}
+
+int rb_results_read_rotset(const char *path, rb_rotset *s, rb_error *err) {
+    rb_results_read_rotset_ctx x = {path, s};
+    return rb_h5_guard(path, rb_results_read_rotset_fn, &x, err);
 }

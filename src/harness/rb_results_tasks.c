@@ -339,7 +339,7 @@ static herr_t task_cb(hid_t g, const char *name, const H5L_info_t *info, void *d
     return it->rc ? -1 : 0;
 }
 
-int rb_results_read_tasks(const char *path, int arrays, rb_task_data **out, int *n, rb_error *err) {
+static int rb_results_read_tasks_direct(const char *path, int arrays, rb_task_data **out, int *n, rb_error *err) {
     RB_ASSERT(path && out && n);
     *out = NULL;
     *n = 0;
@@ -372,4 +372,22 @@ int rb_results_read_tasks(const char *path, int arrays, rb_task_data **out, int 
     *out = it.v;
     *n = it.n;
     return 0;
+}
+
+/* rb_results_read_tasks through rb_h5_guard: a damaged file crashing or hanging HDF5 is refused (issue 16). */
+typedef struct rb_results_read_tasks_ctx {
+    const char *path;
+    int arrays;
+    rb_task_data **out;
+    int *n;
+} rb_results_read_tasks_ctx;
+
+static int rb_results_read_tasks_fn(void *c, rb_error *err) {
+    rb_results_read_tasks_ctx *x = c;
+    return rb_results_read_tasks_direct(x->path, x->arrays, x->out, x->n, err);
+}
+
+int rb_results_read_tasks(const char *path, int arrays, rb_task_data **out, int *n, rb_error *err) {
+    rb_results_read_tasks_ctx x = {path, arrays, out, n};
+    return rb_h5_guard(path, rb_results_read_tasks_fn, &x, err);
 }

@@ -679,7 +679,7 @@ int rb_rotset_read_loc(int64_t loc, const char *path, rb_rotset *s, rb_error *er
     return rc;
 }
 
-int rb_rotset_load(const char *path, rb_rotset *s, rb_error *err) {
+static int rb_rotset_load_direct(const char *path, rb_rotset *s, rb_error *err) {
     RB_ASSERT(path && s);
     memset(s, 0, sizeof *s);
     /* OS-level problems first, with errno: HDF5 would report them all as "unable to open file". */
@@ -703,4 +703,20 @@ int rb_rotset_load(const char *path, rb_rotset *s, rb_error *err) {
     rb_h5_quiet_off(&q);
     if (rc) rb_rotset_free(s);
     return rc;
+}
+
+/* rb_rotset_load through rb_h5_guard: a damaged file crashing or hanging HDF5 is refused (issue 16). */
+typedef struct rb_rotset_load_ctx {
+    const char *path;
+    rb_rotset *s;
+} rb_rotset_load_ctx;
+
+static int rb_rotset_load_fn(void *c, rb_error *err) {
+    rb_rotset_load_ctx *x = c;
+    return rb_rotset_load_direct(x->path, x->s, err);
+}
+
+int rb_rotset_load(const char *path, rb_rotset *s, rb_error *err) {
+    rb_rotset_load_ctx x = {path, s};
+    return rb_h5_guard(path, rb_rotset_load_fn, &x, err);
 }

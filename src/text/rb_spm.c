@@ -306,10 +306,11 @@ int rb_spm_load(rb_tokenizer *t, const uint8_t *data, size_t size, rb_error *err
                    NULL, 0, 1, 1, 1};
     raw_piece *pcs = NULL;
     size_t n = 0, cap = 0;
+    /* before data + size: an empty file maps to data == NULL (NULL + 0 is undefined behaviour) */
+    if (size == 0) return rb_error_set(err, RB_EFORMAT, "%s: empty file", path);
     pb r = {data, data + size, data};
     pb_field f = {0};
     int rc;
-    if (size == 0) return rb_error_set(err, RB_EFORMAT, "%s: empty file", path);
     while ((rc = pb_next(&r, &f, path, "ModelProto", err)) > 0) {
         if (f.num >= 1 && f.num <= 3 && (rc = pb_expect(&f, 2, &r, path, "ModelProto", err))) break;
         if (f.num == 1) {

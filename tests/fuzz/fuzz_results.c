@@ -1,7 +1,7 @@
 /* Fuzz target: HDF5 results file, rb_results_read_summary (what `rotbench status/index` read from every
  * run directory), then the layer table, the rotation set and the eval data of every corpus. NOTE: the
  * HDF5 library itself crashes and hangs on some corrupt files (issue 16); see tests/fuzz/README.md. */
-#include "fuzz_util.h"
+#include "fuzz_h5.h"
 #include "harness/rb_results.h"
 #include "rotate/rb_rotset.h"
 
@@ -18,5 +18,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (rb_results_read_rotset(path, &s, &err) == 0) rb_rotset_free(&s);
     }
     free(sum);
+    fz_h5_check_closed("rb_results_read_*");
     return 0;
 }

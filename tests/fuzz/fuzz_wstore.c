@@ -1,7 +1,7 @@
 /* Fuzz target: HDF5 weight store, rb_wstore_open for a fixed small model config (the one the seeds were
  * written for) + rb_wstore_load_layer / rb_wstore_herr of every layer. NOTE: the HDF5 library itself
  * crashes and hangs on some corrupt files (issue 16); see tests/fuzz/README.md. */
-#include "fuzz_util.h"
+#include "fuzz_h5.h"
 #include "quant/rb_wstore.h"
 
 /* Must match tests/fuzz/gen_seeds.c. */
@@ -28,5 +28,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         rb_wstore_close(s);
     }
+    fz_h5_check_closed("rb_wstore_*");
     return 0;
 }

@@ -1,7 +1,8 @@
 /* Writes the HDF5 seeds of the fuzz corpora with rotbench's own writers (built with -Dfuzz=true as
  * fuzz_gen_seeds; not a test). Usage: fuzz_gen_seeds OUTDIR → OUTDIR/rotset.h5 (small rotation set:
  * Hadamard R1, dense and Hadamard R2, R3/R4 on) and OUTDIR/wstore.h5 (weight store of the fixed
- * config of fuzz_wstore.c, RTN 4-bit per channel), each also copied in the latest HDF5 format as
+ * config of fuzz_wstore.c, RTN 4-bit per channel, no integer grids: they make
+ * the file bigger than a seed should be, and rb_wstore_load_layer does not read them), each also copied in the latest HDF5 format as
  * *-compact.h5 (a few KB; see compact()); with RESULTS.h5 also OUTDIR/results-compact.h5. The results
  * file itself is written by
  * `build/tests/test_results --write-example DIR` (the unit test fixture). */
@@ -57,14 +58,10 @@ static void compact(const char *src, const char *dst) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
     hid_t fd = H5Fcreate(dst, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    if (fs < 0 || fd < 0 || H5Literate(fs, H5_INDEX_CRT_ORDER, H5_ITER_INC, NULL, copy_link, &fd) < 0 ||
-        H5Aiterate2(fs, H5_INDEX_CRT_ORDER, H5_ITER_INC, NULL, copy_attr, &fd) < 0) {
-        /* creation order may not be tracked: fall back to name order */
-        if (fs < 0 || fd < 0 || H5Literate(fs, H5_INDEX_NAME, H5_ITER_INC, NULL, copy_link, &fd) < 0 ||
-            H5Aiterate2(fs, H5_INDEX_NAME, H5_ITER_INC, NULL, copy_attr, &fd) < 0) {
-            fprintf(stderr, "compact %s: failed\n", src);
-            exit(1);
-        }
+    if (fs < 0 || fd < 0 || H5Literate(fs, H5_INDEX_NAME, H5_ITER_INC, NULL, copy_link, &fd) < 0 ||
+        H5Aiterate2(fs, H5_INDEX_NAME, H5_ITER_INC, NULL, copy_attr, &fd) < 0) {
+        fprintf(stderr, "compact %s: failed\n", src);
+        exit(1);
     }
     H5Pclose(fapl);
     H5Fclose(fd);
@@ -117,7 +114,7 @@ int main(int argc, char **argv) {
             he[lin] = 0.5 * lin + l;
             hr[lin] = lin == 3 ? NAN : lin;
         }
-        if (rb_wstore_put_layer(ws, l, &w, &spec, 0, he, hr, l == 0 ? p : NULL, &err)) die("put_layer", &err);
+        if (rb_wstore_put_layer(ws, l, &w, &spec, 0, he, hr, NULL, &err)) die("put_layer", &err);
         for (int lin = 0; lin < RB_LIN_COUNT; lin++) rb_wparams_free(&p[lin]);
     }
     if (rb_wstore_finish(ws, &err)) die("wstore_finish", &err);

@@ -291,12 +291,12 @@ static void test_index_unreadable_and_duplicates(void **state) {
 static void test_index_empty_and_missing(void **state) {
     fixture *fx = *state;
     rb_error err;
-    assert_int_equal(rb_index_build(fx->dir, &err), 0);
+    /* a directory without runs is an error, not an empty index (issue 16: it used to succeed silently) */
+    assert_int_equal(rb_index_build(fx->dir, &err), RB_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "holds no run directories"));
     int rc;
     char *csv = csv_of(fx->dir, &rc, &err);
-    assert_int_equal(rc, 0);
-    assert_string_equal(csv, "dir,run_id,name,status,method,quant,w_bits,a_bits,kv_bits,w_algo,seed,corpus,protocol,"
-                             "seqlen,ppl,ppl_fp,delta,kl,seconds,error\n");
+    assert_int_equal(rc, RB_ENOTFOUND);
     free(csv);
     char p[1024];
     snprintf(p, sizeof p, "%s/nope", fx->dir);
