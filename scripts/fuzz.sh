@@ -25,7 +25,10 @@ done
 [ ${#targets[@]} -eq 0 ] && read -r -a targets <<<"$ALL"
 
 if ! command -v clang >/dev/null; then echo "fuzz.sh: clang not found (libFuzzer needs clang)" >&2; exit 2; fi
-opts=(-Dfuzz=true -Dtests=false -Db_sanitize=address,undefined -Db_lundef=false -Doptimization=1)
+# -fsanitize=fuzzer-no-link instruments the library for coverage (without it libFuzzer sees the
+# coverage of the fuzz_*.c files only and mutates blind); the executables add -fsanitize=fuzzer.
+opts=(-Dfuzz=true -Dtests=false -Db_sanitize=address,undefined -Db_lundef=false -Doptimization=1
+      -Dc_args=-fsanitize=fuzzer-no-link)
 if [ -f "$BUILD/build.ninja" ]; then
   meson configure "$BUILD" "${opts[@]}" >/dev/null || exit 2
 else

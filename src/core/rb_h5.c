@@ -108,10 +108,15 @@ static double mono_now(void) {
 }
 
 int rb_h5_guard(const char *path, int (*fn)(void *ctx, rb_error *err), void *ctx, rb_error *err) {
+    int rc = rb_h5_probe(path, fn, ctx, RB_H5_GUARD_TIMEOUT_S, err);
+    return rc ? rc : fn(ctx, err);
+}
+
+int rb_h5_probe(const char *path, int (*fn)(void *ctx, rb_error *err), void *ctx, double seconds, rb_error *err) {
     const char *ug = getenv("RB_H5_UNGUARDED");
-    if (ug && *ug == '1') return fn(ctx, err);
+    if (ug && *ug == '1') return 0;
     pid_t pid = fork();
-    if (pid < 0) return fn(ctx, err);
+    if (pid < 0) return 0;
     if (pid == 0) { /* the probe: _exit, so the parent's buffered output is not flushed twice */
         rb_error e = {0};
         _exit(fn(ctx, &e) == 0 ? 0 : 1);
@@ -122,15 +127,15 @@ int rb_h5_guard(const char *path, int (*fn)(void *ctx, rb_error *err), void *ctx
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) break;
-        if (r < 0 && errno != EINTR) return fn(ctx, err); /* cannot watch it: read directly */
-        if (mono_now() - t0 > RB_H5_GUARD_TIMEOUT_S) {
+        if (r < 0 && errno != EINTR) return 0; /* cannot watch it: the caller reads directly */
+        if (mono_now() - t0 > seconds) {
             kill(pid, SIGKILL);
             while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
             }
             return rb_error_set(err, RB_EFORMAT,
                                 "%s: reading it did not finish in %g s (a damaged HDF5 file can make the library "
                                 "loop): refused",
-                                path, RB_H5_GUARD_TIMEOUT_S);
+                                path, seconds);
         }
         usleep(nap);
         if (nap < 20000) nap *= 2;
@@ -138,7 +143,7 @@ int rb_h5_guard(const char *path, int (*fn)(void *ctx, rb_error *err), void *ctx
     if (WIFSIGNALED(status))
         return rb_error_set(err, RB_EFORMAT, "%s: the HDF5 library crashed reading it (%s): a damaged file, refused",
                             path, strsignal(WTERMSIG(status)));
-    return fn(ctx, err);
+    return 0;
 }
 
 int rb_h5_check_readable(const char *path, rb_error *err) {

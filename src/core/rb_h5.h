@@ -64,6 +64,9 @@ const char *rb_h5_detail(rb_h5_reader *R);
  * same outcome, now known not to crash) and its result is returned. Without fork (error) fn runs
  * directly. The environment variable RB_H5_UNGUARDED=1 skips the child (debugging). */
 int rb_h5_guard(const char *path, int (*fn)(void *ctx, rb_error *err), void *ctx, rb_error *err);
+/* Only the probe, with a caller-chosen time limit in seconds: 0 when fn ran to its end in the child
+ * (whatever it returned) or no child could be made, RB_EFORMAT when it crashed or hung. */
+int rb_h5_probe(const char *path, int (*fn)(void *ctx, rb_error *err), void *ctx, double seconds, rb_error *err);
 
 /* OS-level checks before opening `path` with HDF5, with errno: missing → RB_ENOTFOUND
  * ("<path>: cannot open: <strerror>"), directory ("<path>: is a directory") or unreadable → RB_EIO. */

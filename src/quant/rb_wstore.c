@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/rb_file.h"
@@ -327,7 +328,50 @@ int rb_wstore_finish(rb_wstore *s, rb_error *err) {
 
 /* ---- reading ---------------------------------------------------------------------------- */
 
+static int wstore_open_direct(const char *path, const rb_llama_config *c, const char *id, rb_wstore **out,
+                              rb_error *err);
+
+/* The probe of rb_wstore_open: open and decode every layer and grid once (in the guard's child). */
+typedef struct probe_ctx {
+    const char *path, *id;
+    const rb_llama_config *c;
+} probe_ctx;
+
+static int probe_fn(void *ctx, rb_error *err) {
+    probe_ctx *p = ctx;
+    rb_wstore *s;
+    int rc = wstore_open_direct(p->path, p->c, p->id, &s, err);
+    if (rc) return rc;
+    rb_layer_weights w;
+    if (!(rc = rb_layer_weights_init(&w, p->c, err))) {
+        for (int l = 0; l < p->c->n_layers && !rc; l++) {
+            rc = rb_wstore_load_layer(s, l, &w, err);
+            for (int lin = 0; lin < RB_LIN_COUNT && !rc; lin++) {
+                rb_wparams g;
+                int r = rb_wstore_load_params(s, l, lin, &g, err);
+                if (r == 0) rb_wparams_free(&g);
+                else if (r != RB_ENOTFOUND) rc = r;
+            }
+        }
+        rb_layer_weights_free(&w);
+    }
+    rb_wstore_close(s);
+    return rc;
+}
+
 int rb_wstore_open(const char *path, const rb_llama_config *c, const char *id, rb_wstore **out, rb_error *err) {
+    *out = NULL;
+    /* a stored file may be damaged in ways that crash or hang HDF5 itself (issue 16): decode all of it
+     * once in a guarded child first; the limit grows with the file (≥ 20 MB/s) */
+    struct stat st;
+    double limit = RB_H5_GUARD_TIMEOUT_S + (stat(path, &st) == 0 ? (double)st.st_size / 20e6 : 0.0);
+    probe_ctx pc = {path, id, c};
+    int rc = rb_h5_probe(path, probe_fn, &pc, limit, err);
+    return rc ? rc : wstore_open_direct(path, c, id, out, err);
+}
+
+static int wstore_open_direct(const char *path, const rb_llama_config *c, const char *id, rb_wstore **out,
+                              rb_error *err) {
     *out = NULL;
     rb_wstore *s;
     int rc = new_store(path, c, &s, err);
