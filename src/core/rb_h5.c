@@ -101,6 +101,10 @@ const char *rb_h5_class_name(H5T_class_t c) {
     }
 }
 
+/* Exit status of a probe whose reader returned an error (a clean refusal): distinct from 0 and from a
+ * sanitizer's exit status 1, so the parent can tell a handled error from a crash. */
+#define PROBE_READ_ERROR 73
+
 static double mono_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -119,7 +123,7 @@ int rb_h5_probe(const char *path, int (*fn)(void *ctx, rb_error *err), void *ctx
     if (pid < 0) return 0;
     if (pid == 0) { /* the probe: _exit, so the parent's buffered output is not flushed twice */
         rb_error e = {0};
-        _exit(fn(ctx, &e) == 0 ? 0 : 1);
+        _exit(fn(ctx, &e) == 0 ? 0 : PROBE_READ_ERROR);
     }
     double t0 = mono_now();
     useconds_t nap = 100;
@@ -143,6 +147,11 @@ int rb_h5_probe(const char *path, int (*fn)(void *ctx, rb_error *err), void *ctx
     if (WIFSIGNALED(status))
         return rb_error_set(err, RB_EFORMAT, "%s: the HDF5 library crashed reading it (%s): a damaged file, refused",
                             path, strsignal(WTERMSIG(status)));
+    /* any other exit (a sanitizer's report exits 1) is a failure inside the reader too */
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != PROBE_READ_ERROR)
+        return rb_error_set(err, RB_EFORMAT,
+                            "%s: the HDF5 library crashed reading it (exit status %d): a damaged file, refused", path,
+                            WEXITSTATUS(status));
     return 0;
 }
 
