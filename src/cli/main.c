@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "core/rb_blas.h"
@@ -70,6 +71,20 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     rb_signal_install(); /* long commands poll the flag, flush, and exit 3 */
+    static const char *const computes[] = {"ppl", "tasks", "grad", "export-model", "logits", "make-model",
+                                            "bench", "run", "sweep", NULL};
+    for (const char *const *c = computes; *c; c++)
+        if (!strcmp(cmd, *c)) {
+            rb_error e = {0};
+            if (rb_blas_warmup(&e)) {
+                /* _exit: OpenBLAS's exit handler joins a worker thread that may be spinning on the
+                 * same allocation, which would hang the exit */
+                fprintf(stderr, "rotbench: %s\n", e.msg);
+                fflush(stdout);
+                fflush(stderr);
+                _exit(rb_cli_exit_code(e.code));
+            }
+        }
     int sub_argc = argc - 2;
     char **sub_argv = argv + 2;
     if (!strcmp(cmd, "ppl")) return rb_cmd_ppl(sub_argc, sub_argv);

@@ -237,14 +237,30 @@ size_t rb_mem_available(void) {
         size_t room = max > cur ? (size_t)(max - cur) : 0;
         if (room < best) best = room;
     }
-    return best;
+    size_t room = rb_mem_address_room();
+    return room < best ? room : best;
 }
 
-/* "23.4 GiB" / "512.0 MiB" into buf. */
+size_t rb_mem_address_room(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
+    FILE *sf = fopen("/proc/self/statm", "r");
+    long pages = 0, ps = sysconf(_SC_PAGESIZE);
+    size_t room = SIZE_MAX;
+    if (sf && fscanf(sf, "%ld", &pages) == 1 && pages > 0 && ps > 0) {
+        size_t used = (size_t)pages * (size_t)ps, lim = (size_t)rl.rlim_cur;
+        room = lim > used ? lim - used : 0;
+    }
+    if (sf) fclose(sf);
+    return room;
+}
+
+/* "23.4 GiB" / "512.0 MiB" / "20.0 KiB" into buf. */
 static const char *human(size_t b, char *buf, size_t cap) {
     double g = (double)b / (1024.0 * 1024.0 * 1024.0);
     if (g >= 1) snprintf(buf, cap, "%.1f GiB", g);
-    else snprintf(buf, cap, "%.1f MiB", (double)b / (1024.0 * 1024.0));
+    else if (b >= 1024 * 1024) snprintf(buf, cap, "%.1f MiB", (double)b / (1024.0 * 1024.0));
+    else snprintf(buf, cap, "%.1f KiB", (double)b / 1024.0);
     return buf;
 }
 

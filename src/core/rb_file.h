@@ -33,19 +33,23 @@ int rb_rename_durable(const char *from, const char *to, rb_error *err);
 
 int rb_path_is_dir(const char *path);
 
-/* Memory of this process in MB (2^20 bytes): the peak resident set so far (getrusage), and the
- * current resident set (/proc/self/statm; NaN where unavailable). */
 /* Memory this process can still take, in bytes: the smallest of /proc/meminfo's MemAvailable and
- * the cgroup v2 limit minus usage (/sys/fs/cgroup/memory.max, memory.current), or $RB_MEM_AVAILABLE
+ * the cgroup v2 limit minus usage (/sys/fs/cgroup/memory.max, memory.current) and the address-space
+ * limit (ulimit -v) minus this process's virtual size, or $RB_MEM_AVAILABLE
  * when set (bytes, or with a K/M/G/T suffix: a cap for shared machines, and for tests). SIZE_MAX
  * when none of them can be read. */
 size_t rb_mem_available(void);
+/* The address-space limit (ulimit -v, RLIMIT_AS) minus this process's virtual size; SIZE_MAX when
+ * unlimited or unreadable. */
+size_t rb_mem_address_room(void);
 
 /* Before a large allocation: RB_ENOMEM when `bytes` exceed rb_mem_available(), with one line
  * "<what> needs 23.4 GiB but 20.1 GiB are available: <bound>" (bound names the option that bounds
  * the size, e.g. "lower data.calib.samples"), instead of an OOM kill later. 0 otherwise. */
 int rb_mem_check(size_t bytes, const char *what, const char *bound, rb_error *err);
 
+/* Memory of this process in MB (2^20 bytes): the peak resident set so far (getrusage), and the
+ * current resident set (/proc/self/statm; NaN where unavailable). */
 double rb_peak_rss_mb(void);
 double rb_rss_mb(void);
 int rb_path_exists(const char *path);

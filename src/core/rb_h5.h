@@ -68,6 +68,13 @@ int rb_h5_guard(const char *path, int (*fn)(void *ctx, rb_error *err), void *ctx
  * (whatever it returned) or no child could be made, RB_EFORMAT when it crashed or hung. */
 int rb_h5_probe(const char *path, int (*fn)(void *ctx, rb_error *err), void *ctx, double seconds, rb_error *err);
 
+/* Reads every attribute and dataset of the file at `path` once, in its native type (nothing is kept):
+ * a file about to be reopened for writing is known to decode end to end. max_bytes bounds the decoded
+ * size of any one object. Errors: those of rb_h5_open_read; RB_EFORMAT "<path>: <object>: <what>" for
+ * an object that does not read or exceeds max_bytes; RB_ENOMEM. Run it under rb_h5_guard for a file
+ * that may crash the library. */
+int rb_h5_read_all(const char *path, size_t max_bytes, rb_error *err);
+
 /* OS-level checks before opening `path` with HDF5, with errno: missing → RB_ENOTFOUND
  * ("<path>: cannot open: <strerror>"), directory ("<path>: is a directory") or unreadable → RB_EIO. */
 int rb_h5_check_readable(const char *path, rb_error *err);

@@ -21,3 +21,4 @@ void rb_signal_install(void) {
 
 int rb_interrupted(void) { return g_flag != 0; }
 void rb_interrupt_raise(void) { g_flag = 1; }
+void rb_interrupt_clear(void) { g_flag = 0; }

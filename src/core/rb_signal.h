@@ -8,7 +8,8 @@
 void rb_signal_install(void);
 /* Non-zero once a signal arrived. */
 int rb_interrupted(void);
-/* Sets the flag (tests). */
+/* Sets / clears the flag (tests). */
 void rb_interrupt_raise(void);
+void rb_interrupt_clear(void);
 
 #endif

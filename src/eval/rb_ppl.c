@@ -78,6 +78,14 @@ int rb_ppl_run(const rb_weights_src *src, const rb_llama_config *c, const int32_
     if (chunk < 1) chunk = 1;
     if (chunk > W) chunk = W;
     size_t lrows = RB_PPL_LOGIT_ROWS < T ? RB_PPL_LOGIT_ROWS : (size_t)T;
+    /* the vocabulary matrix (4.2 GB for Llama-3-70B) and one window are the least it needs */
+    size_t fixed = (size_t)c->vocab_size * c->dim * sizeof(float) + lrows * (size_t)c->vocab_size * sizeof(float);
+    if ((rc = rb_mem_check(fixed + (size_t)chunk * per_win,
+                           "perplexity: the output head, a block of logits and the hidden states of a window",
+                           "lower the sequence length (--seqlen, data.eval[].seqlen)", err))) {
+        free(win);
+        return rc;
+    }
     float *hn = rb_alloc((size_t)chunk * per_win);
     float *head = rb_alloc((size_t)c->vocab_size * c->dim * sizeof(float));
     float *logits = rb_alloc(lrows * (size_t)c->vocab_size * sizeof(float));

@@ -719,6 +719,26 @@ void rb_config_free(rb_config *cfg) {
 
 const rb_ynode *rb_cfg_tree(const rb_config *cfg) { return cfg->priv ? cfg->priv->tree : NULL; }
 
+/* Without data.calib, a method or weight algorithm that needs calibration windows is refused here,
+ * with the position, not after the run directory exists (issue 16). */
+static int calib_check(vctx *v, const rb_ynode *tree, const rb_config *c) {
+    const rb_method *m = rb_method_find(c->rotation.method);
+    const rb_ynode *rot = rb_ymap_get(tree, "rotation", NULL), *q = rb_ymap_get(tree, "quant", NULL);
+    if (m && rb_method_needs_calib(m, (const char *const *)c->rotation.opt_names,
+                                   (const char *const *)c->rotation.opt_values, c->rotation.n_opts)) {
+        const rb_ynode *n = rb_ymap_get(rot, "method", NULL);
+        snprintf(v->path, sizeof v->path, "rotation.method");
+        return fail(v, n ? n : rot ? rot : tree, "%s%s%s%s needs calibration windows: add data.calib (corpus, samples, seqlen)",
+                    m->name, m->calib[0] ? " with " : "", m->calib, m->calib[0] ? ": on" : "");
+    }
+    if (c->quant.w.algo == RB_WALGO_GPTQ && c->quant.w.bits < 16) {
+        const rb_ynode *n = rb_ymap_get(rb_ymap_get(q, "w", NULL), "algo", NULL);
+        snprintf(v->path, sizeof v->path, "quant.w.algo");
+        return fail(v, n ? n : q ? q : tree, "gptq needs calibration windows: add data.calib (corpus, samples, seqlen)");
+    }
+    return 0;
+}
+
 /* What the export format can hold, checked before any run directory exists. */
 static int export_check(vctx *v, const rb_ynode *tree, const rb_config *c) {
     const rb_ynode *ex = rb_ymap_get(tree, "export", NULL), *f = rb_ymap_get(ex, "format", NULL);
@@ -769,6 +789,7 @@ int rb_cfg_validate(rb_ynode *tree, rb_config *out, rb_error *err) {
         rc = fail(&v, b ? b : calib, "batch %d is larger than samples %d", out->data.calib.batch,
                   out->data.calib.samples);
     }
+    if (!rc && !out->data.has_calib) rc = calib_check(&v, tree, out);
     if (!rc && out->export.has) rc = export_check(&v, tree, out);
     if (!rc && out->has_sweep) rc = rb_sweep_check(rb_ymap_get(tree, "sweep", NULL), err);
     if (!rc) rc = rb_cfg_emit(out, &out->canonical) ? oom(&v) : 0;

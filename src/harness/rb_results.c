@@ -278,6 +278,12 @@ int rb_results_create(const char *run_dir, const rb_run_meta *meta, const rb_env
     return 0;
 }
 
+/* Largest single object of a results file: its biggest arrays are per-layer statistics and traces
+ * (kilobytes to megabytes); anything near this is not rotbench's. */
+#define RESULTS_MAX_OBJECT_BYTES ((size_t)1 << 30)
+
+static int read_all_fn(void *ctx, rb_error *err) { return rb_h5_read_all(ctx, RESULTS_MAX_OBJECT_BYTES, err); }
+
 int rb_results_resume(const char *run_dir, const char *run_id, rb_results **out, rb_error *err) {
     RB_ASSERT(run_dir && out);
     *out = NULL;
@@ -301,6 +307,15 @@ int rb_results_resume(const char *run_dir, const char *run_id, rb_results **out,
     }
     if (run_id && strcmp(run_id, s.run_id)) {
         rc = rb_error_set(err, RB_EINVAL, "%s: holds run '%s', not '%s'", w->partial, s.run_id, run_id);
+        writer_free(w);
+        return rc;
+    }
+    /* The summary reads; now every object must, before HDF5 gets the file for writing: a run killed
+     * mid-write or a damaged file must be refused here, not crash the resumed run (issue 16). */
+    if ((rc = rb_h5_guard(w->partial, read_all_fn, w->partial, err))) {
+        char msg[RB_ERROR_MSG_MAX];
+        snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+        rb_error_set(err, rc, "%s (cannot resume: remove it to start the run afresh)", msg);
         writer_free(w);
         return rc;
     }

@@ -18,6 +18,7 @@
 #include "core/rb_blas.h"
 #include "core/rb_file.h"
 #include "core/rb_log.h"
+#include "core/rb_signal.h"
 #include "methods/rb_conqur.h"
 #include "rotate/rb_fuse.h"
 #include "methods/rb_method.h"
@@ -410,6 +411,11 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
         for (int b = 0; b < nb && !rc; b++) {
             int w0 = b * B, nw = n - w0 < B ? n - w0 : B;
             if ((rc = rb_llama_hidden(&src, c, ctx->calib + (size_t)w0 * T, nw, T, w0, &hk, hn, err))) break;
+            if (rb_interrupted()) { /* before the solve: n³ per rotation, minutes at dim 8192 */
+                rc = rb_error_set(err, RB_EINTERRUPTED, "conqur: interrupted after %d of %d windows (pass %d)", w0 + nw,
+                                  n, p + 1);
+                break;
+            }
             rc = solve_all(&s, &o, update, p, w0 + nw, t0, tmain, tsites, err);
             if (!rc && (update % (nb > 10 ? nb / 10 : 1) == 0 || b == nb - 1))
                 rb_info("conqur: pass %d, %d/%d windows: alignment R1 %.4f, R2 %.4f", p + 1, w0 + nw, n, s.last_a1,
@@ -446,4 +452,5 @@ const rb_method rb_method_conqur = {
     "calibration windows stream through the quantized model; Hadamard R3/R4 online",
     .options = opts,
     .calibrate = calibrate,
+    .calib = "",
     .figures = figures};

@@ -278,5 +278,6 @@ const rb_method rb_method_optrot = {
     "OptRot+ (plus=on): weighted by the rotated calibration Hessian diagonal; online Hadamard R3/R4",
     .options = opts,
     .calibrate = calibrate,
+    .calib = "plus",
     .test_variants = test_variants,
     .figures = figures};

@@ -280,5 +280,6 @@ const rb_method rb_method_respinquant = {
                    "model's next-token loss with exact junctions, then low-rank residual junctions T^ online; R3/R4 Hadamards",
     .options = opts,
     .calibrate = calibrate,
+    .calib = "",
     .test_variants = test_variants,
     .figures = figures};

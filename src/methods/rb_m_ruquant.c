@@ -446,4 +446,5 @@ const rb_method rb_method_ruquant = {
     "block-output MSE of the quantized layer",
     .options = opts,
     .calibrate = calibrate,
+    .calib = "",
     .test_variants = test_variants};

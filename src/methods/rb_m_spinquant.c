@@ -164,5 +164,6 @@ const rb_method rb_method_spinquant = {
                    "(backward engine, straight-through quantizers); online Hadamard R3/R4 (variant had) or none (no_had)",
     .options = opts,
     .calibrate = calibrate,
+    .calib = "",
     .test_variants = test_variants,
     .figures = figures};

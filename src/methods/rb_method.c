@@ -125,6 +125,18 @@ static int parse_bool(const char *s, int *out) {
     return 0;
 }
 
+int rb_method_needs_calib(const rb_method *m, const char *const *names, const char *const *values, int n) {
+    if (!m->calib) return 0;
+    if (!m->calib[0]) return 1;
+    const rb_method_option *o = find_opt(m, m->calib);
+    RB_ASSERT(o && !strcmp(o->kind, "bool"));
+    const char *v = o->default_value;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names[i], m->calib)) v = values[i];
+    int on = 0;
+    return !parse_bool(v, &on) && on;
+}
+
 int rb_method_check_option(const rb_method *m, const char *name, const char *value, char *msg, size_t cap) {
     const rb_method_option *o = find_opt(m, name);
     if (!o) {

@@ -63,6 +63,9 @@ typedef struct rb_method {
      * in the pinned-numbers test (tests/ref/pinned.py). NULL: one run with the defaults. */
     const char *const *test_variants;
     const rb_method_figure *figures; /* NULL-name terminated; NULL = none */
+    /* Calibration windows: NULL = data-free; "" = always needed; "<bool option>" = needed when that
+     * option is on (OptRot's "plus"). Checked when a config loads (rb_method_needs_calib). */
+    const char *calib;
 } rb_method;
 
 /* Registry position of a method name or run label ("optrot[plus=on]" counts as optrot), or the
@@ -73,6 +76,9 @@ int rb_method_index(const char *name_or_label);
 const rb_method *const *rb_methods(void);
 /* By name, or NULL. */
 const rb_method *rb_method_find(const char *name);
+
+/* 1 when method m with these (validated) options needs calibration windows (see rb_method.calib). */
+int rb_method_needs_calib(const rb_method *m, const char *const *names, const char *const *values, int n);
 
 /* Runs method `name`: fills *out (rb_rotset_free it). RB_EINVAL for an unknown name (listing the
  * registered ones) or a method that is not implemented yet (saying so). */

@@ -147,6 +147,14 @@ int rb_forward_init(rb_forward *f, const rb_llama_config *c, int max_T, int max_
     size_t R = (size_t)max_rows;
     size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     size_t half = (size_t)c->head_dim / 2;
+    /* seqlen-sized scratch: a 400k-token window asks for gigabytes here (issue 16) */
+    size_t bytes = (R * ((size_t)c->dim + 2 * qd + 2 * kvd + 2 * (size_t)c->hidden_dim) +
+                    (size_t)RB_ATT_QBLOCK * (size_t)max_T + 2 * (size_t)max_T * half) *
+                   sizeof(float);
+    char what[96];
+    snprintf(what, sizeof what, "the forward pass's scratch for %d rows of %d tokens", max_rows, max_T);
+    int rc = rb_mem_check(bytes, what, "lower the sequence length (--seqlen, data.*.seqlen) or the batch", err);
+    if (rc) return rc;
     f->xn = rb_calloc(R * (size_t)c->dim, sizeof(float));
     f->q = rb_calloc(R * qd, sizeof(float));
     f->k = rb_calloc(R * kvd, sizeof(float));

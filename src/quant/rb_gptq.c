@@ -6,6 +6,7 @@
 #include "core/rb_blas.h"
 #include "core/rb_file.h"
 #include "core/rb_log.h"
+#include "core/rb_signal.h"
 
 /* Rows of (W − Q) handled per dsymm in rb_quant_hessian_error: bounds its two double scratch
  * blocks to 2·128·cols doubles (11 MB at cols = 11008) while keeping the product BLAS-3 sized. */
@@ -298,6 +299,12 @@ int rb_gptq_quantize(const rb_qspec *spec, float *w, int rows, int cols, const d
     float *buf = k.rowbuf, *qb = k.rowbuf + bs;
     for (int i1 = 0; i1 < cols; i1 += bs) {
         const int i2 = i1 + bs < cols ? i1 + bs : cols, count = i2 - i1;
+        /* one block of a 70B down_proj (28672 columns) takes seconds: honour SIGINT/SIGTERM here, not
+         * only between linears (issue 16). W is left part quantized; the caller discards it. */
+        if (rb_interrupted()) {
+            work_free(&k, w);
+            return rb_error_set(err, RB_EINTERRUPTED, "gptq %s: interrupted at column %d of %d", name, i1, cols);
+        }
         t0 = rb_now();
         /* Rows are independent inside a block: each runs GPTQ's column loop on its own copy of
          * the block (W1 in GPTQ), against the block's 128×128 triangle of U that stays in cache. */

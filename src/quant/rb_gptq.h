@@ -78,7 +78,8 @@ typedef struct rb_gptq_stats {
  * with act_order. Per-channel clip search runs on rb_blas_threads() threads; the rest is BLAS
  * (LAPACK Cholesky, sgemm trailing updates) and a single-threaded per-row column loop.
  * Errors: RB_EINVAL (bad spec or shape, or H not positive definite even after damping, message
- * names opts->name), RB_ENOMEM. w is unchanged when an error is returned. */
+ * names opts->name), RB_ENOMEM: w unchanged. RB_EINTERRUPTED (SIGINT/SIGTERM, checked per column
+ * block): w left part quantized, to be discarded. */
 int rb_gptq_quantize(const rb_qspec *spec, float *w, int rows, int cols, const double *h, const rb_gptq_opts *opts,
                      rb_gptq_stats *stats, rb_error *err);
 

@@ -103,6 +103,24 @@ int rb_wquant_run(const rb_weights_src *src, const rb_llama_config *c, const rb_
                                "GPTQ: the hidden states of the calibration windows",
                                "lower data.calib.samples (--calib-samples) or data.calib.seqlen", err)))
             goto done;
+        /* one linear at a time holds its Hessian and GPTQ's work copy of it (cols² doubles each), the
+         * act-order permuted W and, with h_err, a copy of W: the widest linear bounds it (issue 16) */
+        size_t hbytes = 0;
+        int hcols = 0;
+        for (int lin = 0; lin < RB_LIN_COUNT; lin++) {
+            int r, k;
+            rb_layer_linear_shape(c, lin, &r, &k);
+            size_t b = 2 * (size_t)k * k * sizeof(double) +
+                       (size_t)r * k * sizeof(float) * ((q->gptq.act_order ? 1 : 0) + (o->h_err ? 2 : 0));
+            if (b > hbytes) hbytes = b, hcols = k;
+        }
+        char what[160];
+        snprintf(what, sizeof what, "GPTQ: the Hessian of the widest linear (%d inputs) and its factor", hcols);
+        if ((rc = rb_mem_check(hbytes + ((size_t)cal.n_seq * cal.T + rows) * c->dim * sizeof(float), what,
+                               "no option reduces it (set by the model's widest linear): use quant.w.algo: rtn or "
+                               "a machine with more memory",
+                               err)))
+            goto done;
         cal.h = rb_alloc((size_t)cal.n_seq * cal.T * c->dim * sizeof(float));
         copy = rb_alloc(rows * (size_t)c->dim * sizeof(float));
         if (!cal.h || !copy) {

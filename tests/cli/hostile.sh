@@ -27,6 +27,16 @@ model: {path: $DATA/stories260K/hf}
 data:
   eval: [{corpus: $V, range: 'nan:1'}]
 YAML
+cat > "$TMP/nocal.yaml" <<YAML
+name: nocal
+model: {path: $DATA/stories260K/hf}
+rotation: {method: conqur}
+data:
+  eval: [{corpus: $V, max_windows: 2, seqlen: 64}]
+YAML
+expect_fail "method needing calibration without data.calib: refused at load" 2 \
+  "nocal.yaml:3:20: rotation.method: conqur needs calibration windows" "$RB" run "$TMP/nocal.yaml" --out "$TMP/nocal-out"
+[ ! -e "$TMP/nocal-out" ] && ok "... before any run directory exists" || not_ok "run directory made" "$(find "$TMP/nocal-out")"
 expect_fail "YAML range nan:1 refused at file:line:col" 2 "r.yaml:4:[0-9]+: data.eval\[0\].range" "$RB" run "$TMP/r.yaml" --cfg
 cp "$DATA/stories260K/stories260K.bin" "$TMP/nan.bin"
 /usr/bin/python3 -c "
@@ -116,4 +126,30 @@ for c in status table plot index; do
   mkdir -p "$TMP/empty"
   expect_fail "$c on an empty directory" 2 "holds (no|neither)" "$RB" $c "$TMP/empty"
 done
+# seqlen-sized scratch: preflighted against the memory (RB_MEM_AVAILABLE) and against ulimit -v
+expect_fail "forward scratch of a 200k-token window larger than the memory: exit 1 naming the bound" 1 \
+  "the forward pass's scratch for 200000 rows of 200000 tokens needs 659.2 MiB but 100.0 MiB are available: lower the sequence length" \
+  env RB_MEM_AVAILABLE=100M "$RB" ppl "$DATA/stories260K/hf" --text "$V" --doc-sep '<|endoftext|>' --seqlen 200000
+if ldd "$RB" 2>/dev/null | grep -q libasan; then # ASan reserves terabytes of address space
+  skip_test "ulimit -v preflight" "sanitizer build"
+else
+  expect_fail "... and beyond ulimit -v (address-space limit counted as available memory)" 1 \
+    "the forward pass's scratch for 240000 rows of 240000 tokens needs 791.0 MiB but .* are available" \
+    bash -c 'ulimit -v 700000 && exec "$0" "$@"' "$RB" ppl "$DATA/stories260K/hf" --text "$V" --doc-sep '<|endoftext|>' --seqlen 240000
+  # OpenBLAS spins forever when it cannot map its work buffers (was: a hang at 300-400 MB): every limit
+  # ends within 60 s, with the result or exit 1 and a message
+  bad=""
+  for lim in 150000 250000 300000 320000 350000 400000 500000 700000; do
+    timeout -s KILL 60 bash -c 'ulimit -v "$1" && shift && exec "$@"' _ "$lim" "$RB" ppl "$DATA/stories260K/hf" \
+      --text "$V" --seqlen 512 --max-windows 4 >/dev/null 2>"$TMP/ul.err"; rc=$?
+    case $rc in
+      0) ;;
+      1) grep -q "OpenBLAS's work buffers for .* raise it or lower OPENBLAS_NUM_THREADS\|needs .* are available" "$TMP/ul.err" \
+           || bad="$bad $lim:rc=1:$(tail -1 "$TMP/ul.err")" ;;
+      *) bad="$bad $lim:rc=$rc" ;;
+    esac
+  done
+  [ -z "$bad" ] && ok "ulimit -v from 150 MB to 700 MB: the result or exit 1 with a message, never a hang" \
+    || not_ok "ulimit -v" "$bad"
+fi
 done_testing

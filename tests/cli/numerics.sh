@@ -40,7 +40,7 @@ out=$("$RB" ppl "$TMP/ovf" "${common[@]}" --quant W4A4KV4 2>/dev/null); [ -z "$o
 "$RB" make-model "$TMP/m" --preset npot --seed 1 >/dev/null
 calib=(--calib "$TMP/text.txt" --calib-samples 8 --calib-batch 2)
 expect_fail "evaluation larger than the memory" 1 \
-  "evaluation: the hidden states of every window .* needs 0.8 MiB but 0.5 MiB are available: lower data.eval\\[\\].max_windows" \
+  "evaluation: the hidden states of every window .* needs 804.0 KiB but 512.0 KiB are available: lower data.eval\\[\\].max_windows" \
   env RB_MEM_AVAILABLE=512K "$RB" ppl "$TMP/m" "${common[@]}" --quant W4A4KV4
 expect_fail "GPTQ calibration larger than the memory" 1 "GPTQ: the hidden states of the calibration windows .*data.calib.samples" \
   env RB_MEM_AVAILABLE=20K "$RB" ppl "$TMP/m" "${common[@]}" --quant W4A4KV4 --w-algo gptq "${calib[@]}"
@@ -48,6 +48,12 @@ expect_fail "RUQuant stream larger than the memory" 1 "ruquant: the calibration 
   env RB_MEM_AVAILABLE=20K "$RB" ppl "$TMP/m" "${common[@]}" --quant W4A4KV4 --rotation ruquant "${calib[@]}"
 expect_fail "ConQuR inner_iters larger than the memory" 1 "conqur: inner_iters > 1 keeps .*inner_iters: 1" \
   env RB_MEM_AVAILABLE=100K "$RB" ppl "$TMP/m" "${common[@]}" --quant W4A4KV4 --rotation conqur --rot-opt inner_iters=3 "${calib[@]}"
+expect_fail "FP perplexity: output head larger than the memory" 1 \
+  "perplexity: the output head, a block of logits and the hidden states of a window needs [0-9.]+ [KM]iB but 60.0 KiB are available: lower the sequence length" \
+  env RB_MEM_AVAILABLE=60K "$RB" ppl "$TMP/m" "${common[@]}"
+expect_fail "GPTQ Hessians larger than the memory (issue 16)" 1 \
+  "GPTQ: the Hessian of the widest linear \\(344 inputs\\) and its factor needs [0-9.]+ MiB but 1.0 MiB are available: .*quant.w.algo: rtn" \
+  env RB_MEM_AVAILABLE=1M "$RB" ppl "$TMP/m" "${common[@]}" --quant W4A16 --w-algo gptq "${calib[@]}"
 expect_ok "the same runs within the memory" env RB_MEM_AVAILABLE=1G "$RB" ppl "$TMP/m" "${common[@]}" --quant W4A4KV4 \
   --rotation conqur --rot-opt inner_iters=3 "${calib[@]}"
 done_testing

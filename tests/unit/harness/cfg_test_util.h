@@ -81,5 +81,7 @@ static inline void cfg_expect_err(const char *text, const char *const *ov, size_
 
 /* Minimal valid body (append keys to it). */
 #define CFG_MIN "name: t\nmodel: {path: /m}\ndata:\n  eval: [{corpus: /d/wiki.test.raw}]\n"
+/* ... with calibration windows (methods and GPTQ that need them are refused without) */
+#define CFG_MIN_CALIB CFG_MIN "  calib: {corpus: /d/train.txt}\n"
 
 #endif

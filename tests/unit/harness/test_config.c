@@ -184,7 +184,7 @@ static void test_full_roundtrip(void **state) {
 /* rotation.options: sorted by name in the canonical form, values kept as written; raw_minmax. */
 static void test_method_options(void **state) {
     (void)state;
-    const char *text = CFG_MIN "rotation: {method: conqur, options: {passes: 2, init: identity, beta: 0.5}}\n"
+    const char *text = CFG_MIN_CALIB "rotation: {method: conqur, options: {passes: 2, init: identity, beta: 0.5}}\n"
                                "quant: {a: {bits: 4, raw_minmax: true}}\n";
     char *s = roundtrip(text);
     assert_non_null(strstr(s, "  options: {beta: 0.5, init: identity, passes: 2}\n"));
@@ -231,7 +231,7 @@ static void test_composition(void **state) {
     rb_error e;
     const char *text = "defaults: [models/tiny, quant/w4, quant/w3, methods/random]\n"
                        "name: comp\n"
-                       "data: {eval: [{corpus: /e}]}\n"
+                       "data: {eval: [{corpus: /e}], calib: {corpus: /c}}\n"
                        "rotation: {method: hadamard}\n"
                        "metrics: [mse]\n";
     assert_int_equal(cfg_load(text, NULL, 0, &c, &e), 0);
@@ -245,7 +245,7 @@ static void test_composition(void **state) {
     rb_config_free(&c);
     /* reversed order: w4 wins; ".yaml" may be written; an empty block is fine */
     const char *text2 = "defaults: [models/tiny.yaml, quant/w3, quant/w4, methods/empty]\nname: x\n"
-                        "data: {eval: [{corpus: /e}]}\n";
+                        "data: {eval: [{corpus: /e}], calib: {corpus: /c}}\n";
     assert_int_equal(cfg_load(text2, NULL, 0, &c, &e), 0);
     assert_int_equal(c.quant.w.bits, 4);
     assert_int_equal(c.metrics, RB_METRIC_KL);
@@ -295,6 +295,14 @@ static void test_errors(void **state) {
         {CFG_MIN "quant: {a: {clip: 0}}\n", "exp.yaml:5:19: quant.a.clip: expected a number in (0, 1], got 0"},
         {CFG_MIN "quant: {w: {clip: 1.5}}\n",
          "exp.yaml:5:19: quant.w.clip: expected a number in (0, 1] or search, got 1.5"},
+        /* calibration windows required by the method or GPTQ: refused at load (issue 16) */
+        {CFG_MIN "rotation: {method: conqur}\n",
+         "exp.yaml:5:20: rotation.method: conqur needs calibration windows: add data.calib (corpus, samples, seqlen)"},
+        {CFG_MIN "rotation: {method: optrot, options: {plus: on}}\n",
+         "exp.yaml:5:20: rotation.method: optrot with plus: on needs calibration windows: add data.calib (corpus, "
+         "samples, seqlen)"},
+        {CFG_MIN "quant: {w: {bits: 4, algo: gptq}}\n",
+         "exp.yaml:5:28: quant.w.algo: gptq needs calibration windows: add data.calib (corpus, samples, seqlen)"},
         /* rotation.options against the method's table; raw min/max needs asymmetric ranges */
         {CFG_MIN "rotation: {method: conqur, options: {pases: 2}}\n",
          "exp.yaml:5:38: rotation.options.pases: unknown option of method conqur (did you mean 'passes'?)"},
@@ -476,7 +484,7 @@ static void test_overrides(void **state) {
     rb_config_free(&c);
     /* rotation.options.NAME: set, add, remove (checked against the method when validated) */
     const char *ov4[] = {"rotation.options.passes=2", "+rotation.options.beta=0.5", "~rotation.options.init"};
-    assert_int_equal(cfg_load(CFG_MIN "rotation: {method: conqur, options: {init: random}}\n", ov4, 3, &c, &e), 0);
+    assert_int_equal(cfg_load(CFG_MIN_CALIB "rotation: {method: conqur, options: {init: random}}\n", ov4, 3, &c, &e), 0);
     assert_int_equal(c.rotation.n_opts, 2);
     assert_string_equal(c.rotation.opt_names[0], "beta");
     assert_string_equal(c.rotation.opt_values[1], "2");

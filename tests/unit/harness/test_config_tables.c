@@ -56,7 +56,9 @@ static void test_methods_orders_protocols(void **state) {
         char ov[64];
         snprintf(ov, sizeof ov, "rotation.method=%s", (*m)->name);
         rb_config c;
-        assert_int_equal(load1(ov, &c), 0);
+        rb_error e;
+        const char *o[] = {ov};
+        assert_int_equal(cfg_load(CFG_MIN_CALIB, o, 1, &c, &e), 0);
         assert_string_equal(c.rotation.method, (*m)->name);
         rb_config_free(&c);
     }

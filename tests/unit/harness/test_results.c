@@ -613,6 +613,26 @@ static void test_corrupt_partial(void **state) {
     write_bytes(part, bytes, n / 2);
     free(bytes);
     expect_error(rb_results_resume(dir, NULL, &w, &err), RB_EFORMAT, &err, part, "corrupt or truncated");
+    /* Summary intact, the /layers dataset's object header overwritten: every object is read before
+     * HDF5 gets the file for writing, so the resume is refused instead of failing later (issue 16). */
+    assert_int_equal(rb_results_create(dir, &m, NULL, 0, &w, &err), 0);
+    fx_result(&r, 8.0, 7.0, 0.5, 4);
+    assert_int_equal(rb_results_put_layers(w, &r, &err), 0);
+    rb_qeval_result_free(&r);
+    assert_int_equal(rb_results_finish(w, RB_RUN_INTERRUPTED, &err), 0);
+    hid_t f = H5Fopen(part, H5F_ACC_RDONLY, H5P_DEFAULT);
+    H5O_info_t oi;
+    assert_true(f >= 0 && H5Oget_info_by_name2(f, "layers", &oi, H5O_INFO_BASIC, H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+    bytes = slurp(part, &n);
+    assert_true(oi.addr + 64 <= n);
+    memset(bytes + oi.addr, 0xA5, 64);
+    write_bytes(part, bytes, n);
+    free(bytes);
+    assert_int_equal(rb_results_read_summary(part, &s, &err), 0);
+    expect_error(rb_results_resume(dir, NULL, &w, &err), RB_EFORMAT, &err, part, "layers");
+    fprintf(stderr, "# %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "start the run afresh"));
     /* The caller can discard it, or overwrite it by creating afresh. */
     assert_int_equal(rb_results_create(dir, &m, NULL, 0, &w, &err), 0);
     assert_int_equal(rb_results_finish(w, RB_RUN_INTERRUPTED, &err), 0);

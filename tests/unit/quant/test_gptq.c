@@ -9,6 +9,7 @@
 #include "core/rb_blas.h"
 #include "core/rb_file.h"
 #include "core/rb_rng.h"
+#include "core/rb_signal.h"
 #include "quant/rb_gptq.h"
 #include "quant/rb_wstore.h"
 
@@ -371,6 +372,32 @@ static void test_not_positive_definite(void **state) {
     assert_int_equal(rb_gptq_quantize(&s, w, 2, 4, h, &o, NULL, &err), RB_EINVAL);
 }
 
+/* SIGINT/SIGTERM are honoured inside one linear's column loop (issue 16), leaking nothing (ASan). */
+static void test_interrupted(void **state) {
+    (void)state;
+    enum { ROWS = 3, COLS = 300 };
+    double *h = calloc((size_t)COLS * COLS, sizeof *h);
+    float *w = malloc((size_t)ROWS * COLS * sizeof *w);
+    assert_non_null(h);
+    assert_non_null(w);
+    for (int j = 0; j < COLS; j++) h[(size_t)j * COLS + j] = 1.0 + j % 7;
+    for (int i = 0; i < ROWS * COLS; i++) w[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    rb_qspec s = rb_qspec_make(4, 1, RB_QGRAN_CHANNEL, 0);
+    rb_gptq_opts o = rb_gptq_opts_default();
+    o.name = "layers.1.mlp.down_proj";
+    for (int act = 0; act < 2; act++) {
+        o.act_order = act;
+        rb_error err = {0};
+        rb_interrupt_raise();
+        assert_int_equal(rb_gptq_quantize(&s, w, ROWS, COLS, h, &o, NULL, &err), RB_EINTERRUPTED);
+        assert_non_null(strstr(err.msg, "layers.1.mlp.down_proj: interrupted at column 0 of 300"));
+        rb_interrupt_clear();
+        assert_int_equal(rb_gptq_quantize(&s, w, ROWS, COLS, h, &o, NULL, &err), 0);
+    }
+    free(h);
+    free(w);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hessian_accumulation),
@@ -380,6 +407,7 @@ int main(void) {
         cmocka_unit_test(test_gptq_matches_reference),
         cmocka_unit_test(test_dead_columns),
         cmocka_unit_test(test_not_positive_definite),
+        cmocka_unit_test(test_interrupted),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
