@@ -104,6 +104,7 @@ int rb_cli_pipe_setup(rb_cli_pipe *cp, rb_args *a, const char *cmd, int flags, r
         if (rc) return rc;
         cp->have_loaded = 1;
         cp->spec.rotset = &cp->loaded;
+        cp->spec.rotset_path = p.load_rot;
     }
     return 0;
 }

@@ -42,11 +42,12 @@ int rb_report_runs_load(const char *dir, const char *quant, rb_index_row **rows,
     if (n == 0) return rb_error_set(err, RB_ENOTFOUND, "%s holds no run directories (results.h5 or results.h5.partial)", dir);
     run *r = calloc(n + 1, sizeof *r);
     if (!r) return rb_error_set(err, RB_ENOMEM, "out of memory");
-    size_t k = 0;
+    size_t k = 0, bad = 0;
     for (size_t i = 0; i < n; i++) {
         rb_index_row *x = &(*rows)[i];
         if (x->status == RB_INDEX_UNREADABLE) { /* reported, never dropped silently (issue 16) */
             rb_warn("%s: left out: its results cannot be read: %s", x->dir, x->error);
+            bad++;
             continue;
         }
         if (x->status != RB_RUN_DONE || (quant && strcasecmp(x->quant, quant))) continue;
@@ -59,6 +60,7 @@ int rb_report_runs_load(const char *dir, const char *quant, rb_index_row **rows,
         rb_error e = {0};
         if (!rf || rb_results_read_summary(rf, &s, &e) || rb_results_read_layers(rf, &r[k].layers, &r[k].n_layers_rows, &e)) {
             rb_warn("%s: skipped: %s", x->dir, e.msg);
+            bad++;
             free(rd);
             free(rf);
             continue;
@@ -73,6 +75,7 @@ int rb_report_runs_load(const char *dir, const char *quant, rb_index_row **rows,
             k++;
         } else {
             rb_warn("%s: config not readable, skipped: %s", x->dir, e.msg);
+            bad++;
             free(r[k].layers);
             r[k].layers = NULL;
         }
@@ -80,6 +83,10 @@ int rb_report_runs_load(const char *dir, const char *quant, rb_index_row **rows,
         free(cy);
         free(rd);
         free(rf);
+    }
+    if (k == 0 && bad > 0) { /* nothing to show, and not because nothing is done yet */
+        free(r);
+        return rb_error_set(err, RB_EFORMAT, "%s: none of its runs can be read (%zu damaged, see above)", dir, bad);
     }
     *out = r;
     *n_out = k;

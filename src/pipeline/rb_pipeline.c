@@ -175,6 +175,10 @@ int rb_pipe_prepare(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
     }
     double t0 = rb_now();
     if (s->rotset) {
+        if ((rc = rb_rotset_check_model(s->rotset, &p->cfg, err))) {
+            if (s->rotset_path) rb_error_prefix(err, "%s", s->rotset_path);
+            goto fail;
+        }
         p->rs = s->rotset;
     } else if (s->rotation) {
         rb_method_ctx mc = {.cfg = &p->cfg, .src = &p->base, .seed = s->rotation_seed, .r3 = s->r3, .r4 = s->r4,

@@ -43,6 +43,7 @@ typedef struct rb_pipe_spec {
     /* rotation: method name, or a set loaded by the caller (load wins); NULL/NULL = none */
     const char *rotation;
     const rb_rotset *rotset;
+    const char *rotset_path;    /* the file rotset was read from, for messages (NULL: not a file) */
     int r3, r4, cross_head;     /* -1 = method default */
     int emb_center;
     const char *const *rot_opt_names, *const *rot_opt_values; /* rotation.options */

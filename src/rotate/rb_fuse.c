@@ -69,20 +69,25 @@ static int junctions_init(rb_fused *f, rb_error *err) {
     return rc;
 }
 
+int rb_rotset_check_model(const rb_rotset *rs, const rb_llama_config *c, rb_error *err) {
+    if (rs->dim != c->dim || rs->head_dim != c->head_dim || rs->hidden_dim != c->hidden_dim ||
+        rs->n_layers != c->n_layers)
+        return rb_error_set(err, RB_EINVAL,
+                            "rotation set (%s) is for dim %d, head_dim %d, hidden %d, %d layers; the model has %d, %d, "
+                            "%d, %d",
+                            rs->method, rs->dim, rs->head_dim, rs->hidden_dim, rs->n_layers, c->dim, c->head_dim,
+                            c->hidden_dim, c->n_layers);
+    return 0;
+}
+
 int rb_fused_init(rb_fused *f, const rb_weights_src *base, const rb_llama_config *c, const rb_rotset *rs,
                   rb_error *err) {
     memset(f, 0, sizeof *f);
     f->base = *base;
     f->cfg = *c;
     f->rs = rs;
-    if (rs && (rs->dim != c->dim || rs->head_dim != c->head_dim || rs->hidden_dim != c->hidden_dim ||
-               rs->n_layers != c->n_layers))
-        return rb_error_set(err, RB_EINVAL,
-                            "rotation set (%s) is for dim %d, head_dim %d, hidden %d, %d layers; the model has %d, %d, "
-                            "%d, %d",
-                            rs->method, rs->dim, rs->head_dim, rs->hidden_dim, rs->n_layers, c->dim, c->head_dim,
-                            c->hidden_dim, c->n_layers);
     int rc;
+    if (rs && (rc = rb_rotset_check_model(rs, c, err))) return rc;
     if (rs && rs->r3) {
         if ((rc = rb_had_init(&f->r3, c->head_dim, NULL, err))) return rb_error_prefix(err, "R3 (head_dim %d)", c->head_dim);
         f->has_r3 = 1;

@@ -38,6 +38,9 @@ typedef struct rb_fused {
     int has_junc;
 } rb_fused;
 
+/* RB_EINVAL naming both shapes when rotation set rs was made for another model shape than c. */
+int rb_rotset_check_model(const rb_rotset *rs, const rb_llama_config *c, rb_error *err);
+
 /* Wraps `base` (not owned, must outlive f) for config c and rotation set rs (not owned; NULL =
  * preparation only). Builds the R3/R4 Hadamards when enabled; their errors name the options.
  * RUQuant transforms present in rs are checked against the model's widths (RB_EINVAL naming the

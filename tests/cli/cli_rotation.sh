@@ -51,7 +51,12 @@ while IFS=$'\t' read -r rot opt; do
   [ "$q" = "$p" ] && ok "$rot[$opt]: saved rotation reloads to the same perplexity" || not_ok "$rot[$opt] reload" "$q vs $p"
 done <<< "$variants"
 printf 'not hdf5' > "$TMP/bad.h5"
-expect_fail "corrupt rotation file" 2 "bad.h5" "$RB" ppl "$TMP/m" "${common[@]}" --load-rotation "$TMP/bad.h5"
+expect_fail "corrupt rotation file" 2 "bad\.h5: not an HDF5 file" "$RB" ppl "$TMP/m" "${common[@]}" --load-rotation "$TMP/bad.h5"
+"$RB" ppl "$TMP/m" "${common[@]}" --rotation hadamard --save-rotation "$TMP/had-m.h5" >/dev/null 2>&1
+"$RB" make-model "$TMP/other" --preset tiny >/dev/null 2>&1
+expect_fail "rotation set made for another model shape: refused naming the file and both shapes" 2 \
+  "had-m\.h5: rotation set \(hadamard\) is for dim [0-9]+, head_dim [0-9]+, hidden [0-9]+, [0-9]+ layers; the model has" \
+  "$RB" ppl "$TMP/other" "${common[@]}" --load-rotation "$TMP/had-m.h5"
 a=$("$RB" ppl "$TMP/m" "${common[@]}" --quant W4A4KV4 --rotation hadamard --seed 1 2>/dev/null | tail -n 1)
 b=$("$RB" ppl "$TMP/m" "${common[@]}" --quant W4A4KV4 --rotation hadamard --seed 1 2>/dev/null | tail -n 1)
 [ "$(printf '%s' "$a" | json_num ppl)" = "$(printf '%s' "$b" | json_num ppl)" ] && ok "same seed, same numbers" || not_ok "reproducible" "$a" "$b"

@@ -70,6 +70,34 @@ if need_data llama2xs/llama2xs.bin; then
   p_run=$(echo "$run" | js 'd["ppl"]'); p_back=$(echo "$back" | js 'd["ppl"]')
   relclose "$p_back" "$p_run" 1e-9 && ok "gptq (act-order) directory read directly: the run's perplexity ($p_run; ppl prints 10 digits)" \
     || not_ok "gptq ppl" "run $p_run back $p_back"
+  # damaged GPTQ directories (issue 16): each refused naming the file and what is wrong
+  G=(--tokenizer "$TMP/xg/tok512.bin" "${TXT[@]}")
+  gdamage() { rm -rf "$TMP/yg"; cp -a "$TMP/xg" "$TMP/yg"; /usr/bin/python3 -c "$1" "$TMP/yg"; }
+  qcfg() { gdamage "
+import json, sys; p = sys.argv[1] + '/config.json'; c = json.load(open(p)); q = c['quantization_config']; $1
+json.dump(c, open(p, 'w'))"; }
+  qcfg "q['bits'] = 5"
+  expect_fail "gptq: 5-bit codes in quantization_config" 2 "yg/config.json: quantization_config: key 'bits': GPTQ packing: 5-bit codes are not supported" \
+    "$RB" ppl "$TMP/yg" "${G[@]}"
+  qcfg "del q['bits']"
+  expect_fail "gptq: bits missing" 2 "quantization_config: key 'bits': missing \\(required\\)" "$RB" ppl "$TMP/yg" "${G[@]}"
+  qcfg "q['group_size'] = 16"
+  expect_fail "gptq: group_size not matching the packed tensors" 2 \
+    "yg/model.safetensors: tensor model.layers.0.self_attn.q_proj.qzeros: shape \\[1, 8\\] but the model's widths with bits 4, group_size 16 .* imply \\[4, 8\\]" \
+    "$RB" ppl "$TMP/yg" "${G[@]}"
+  qcfg "q['quant_method'] = 'awq'"
+  expect_fail "gptq: another quant_method" 2 "quant_method 'awq' is not supported \\(gptq is\\)" "$RB" ppl "$TMP/yg" "${G[@]}"
+  qcfg "q['checkpoint_format'] = 'marlin'"
+  expect_fail "gptq: another checkpoint_format" 2 "checkpoint_format 'marlin' is not supported" "$RB" ppl "$TMP/yg" "${G[@]}"
+  gdamage "
+import json, struct, sys; p = sys.argv[1] + '/model.safetensors'; b = bytearray(open(p, 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n]); o = 8 + n + h['model.layers.0.self_attn.q_proj.g_idx']['data_offsets'][0]
+b[o:o + 4] = struct.pack('<i', 99); open(p, 'wb').write(b)"
+  expect_fail "gptq: g_idx entry outside the groups" 2 "q_proj.g_idx: g_idx\\[0\\] = 99 outside \\[0, 1\\)" "$RB" ppl "$TMP/yg" "${G[@]}"
+  gdamage "
+import sys; p = sys.argv[1] + '/model.safetensors'; b = open(p, 'rb').read(); open(p, 'wb').write(b[:len(b) // 2])"
+  expect_fail "gptq: model.safetensors cut in half" 2 "yg/model.safetensors: tensor .*: data offsets \\[[0-9]+, [0-9]+\\) outside the [0-9]+-byte data section" \
+    "$RB" ppl "$TMP/yg" "${G[@]}"
   expect_fail "stories260K cannot be packed at 4 bits: refused before quantizing" 2 "cannot be packed at 4 bits" \
     "$RB" export-model "${M[@]}" "${ROT[@]}" --quant W4A16 --format gptq --out "$TMP/sg"
   expect_fail "gptq of an activation-quantized run" 2 "weight-only" \

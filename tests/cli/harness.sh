@@ -142,6 +142,7 @@ YAML
   done
   kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
   "$RB" status "$TMP/k" 2>/dev/null | grep -q "partial" && ok "SIGKILL leaves a partial run" || not_ok "partial after kill" "$("$RB" status "$TMP/k" 2>&1)"
+  cp -a "$TMP/k" "$TMP/k2" # the same partial, resumed below with its weight store damaged
   "$RB" sweep kill.yaml --out "$TMP/k" --resume > resume.out 2>&1
   n=$(cat "$TMP"/k_ref/kx-*/run.log | grep -c "quantize weights:")
   [ "$n" = 2 ] && ok "GPTQ once per run with two corpora (2 runs)" || not_ok "GPTQ count" "$n quantizations"
@@ -151,6 +152,21 @@ YAML
     || not_ok "stores left" "$(ls "$TMP"/k/kx-*/)"
   a=$("$RB" export "$TMP/k_ref" --csv | cut -d, -f1-17 | sort); b=$("$RB" export "$TMP/k" --csv | cut -d, -f1-17 | sort)
   [ -n "$a" ] && [ "$a" = "$b" ] && ok "resumed sweep = uninterrupted sweep" || not_ok "resume result" "ref: $a" "got: $b"
+  # a damaged weight store is not trusted: the resume warns, quantizes again and ends with the same numbers
+  s2=$(ls "$TMP"/k2/kx-*/wquant.h5 2>/dev/null | head -n 1)
+  if [ -n "$s2" ]; then
+    printf 'not an HDF5 weight store' > "$s2"
+    "$RB" sweep kill.yaml --out "$TMP/k2" --index 0 --resume > resume2.out 2>&1
+    grep -q "wquant.h5.*quantizing the weights again" "$(dirname "$s2")/run.log" \
+      && ok "damaged weight store on resume: warned, weights quantized again" \
+      || not_ok "damaged store" "$(tail -n 5 "$(dirname "$s2")/run.log")"
+    c=$("$RB" export "$TMP/k2" --csv 2>/dev/null | cut -d, -f1-17 | grep -v "^dir,\|,partial,\|,pending," | sort)
+    if [ -z "$c" ]; then not_ok "damaged store result" "no done run"
+    elif printf '%s\n' "$c" | grep -qvxF -f <(printf '%s\n' "$a"); then not_ok "damaged store result" "$c" "ref: $a"
+    else ok "... and the same numbers as the uninterrupted run"; fi
+  else
+    not_ok "damaged weight store on resume" "the killed run left no wquant.h5: $(ls "$TMP"/k2/kx-*/)"
+  fi
 else
   skip_test "SIGKILL resume" "shared data missing"
 fi

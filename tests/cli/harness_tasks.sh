@@ -68,9 +68,11 @@ printf '%s' "$out" | grep -q "^    - name: lambada_openai" && printf '%s' "$out"
 # --- a bad task file fails the run at once, naming file and line ---
 head -n 1 copa.jsonl > bad.jsonl; echo '{"query": "q", "gold": 5, "choices": ["a", "b"]}' >> bad.jsonl
 expect_fail "bad task file: file:line, exit 2" 2 "bad\\.jsonl:2:" "$RB" run exp.yaml '~sweep' "data.tasks.0.file=$TMP/bad.jsonl" --out "$TMP/bad"
-log=$(cat "$TMP"/bad/run.log 2>/dev/null)
-printf '%s' "$log" | grep -q "rotation hadamard" && not_ok "task files are read before the rotation" "$log" \
-  || ok "task files are read before the rotation"
+log=$(cat "$TMP"/bad/tx-*/run.log 2>/dev/null)
+if ! printf '%s' "$log" | grep -q "bad\.jsonl:2: gold 5 out of range"; then
+  not_ok "task files are read before the rotation" "no run.log with the error under $TMP/bad: $(find "$TMP/bad")"
+elif printf '%s' "$log" | grep -q "rotation hadamard"; then not_ok "task files are read before the rotation" "$log"
+else ok "task files are read before the rotation"; fi
 
 # --- the run id follows the task files ---
 id1=$("$RB" sweep exp.yaml --dry-run 2>/dev/null | cut -f3 | tr '\n' ' ')

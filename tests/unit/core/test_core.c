@@ -2,9 +2,13 @@
 #include "rb_test.h"
 
 #include <math.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "core/rb_error.h"
 #include "core/rb_file.h"
+#include "core/rb_h5.h"
 #include "core/rb_half.h"
 #include "core/rb_math.h"
 #include "rotate/rb_had_plan.h"
@@ -120,6 +124,56 @@ static void test_read_file_limits(void **state) {
     remove(dir);
 }
 
+/* The forked probe of rb_h5_guard: each way a reader can end (issue 16). */
+static int probe_ok(void *ctx, rb_error *err) {
+    (void)err;
+    (*(int *)ctx)++;
+    return 0;
+}
+static int probe_refuse(void *ctx, rb_error *err) {
+    (*(int *)ctx)++;
+    return rb_error_set(err, RB_EFORMAT, "refused by the reader");
+}
+static int probe_hang(void *ctx, rb_error *err) {
+    (void)ctx, (void)err;
+    for (int i = 0; i < 600; i++) sleep(1); /* far beyond the probe's limit */
+    return 0;
+}
+static int probe_exit(void *ctx, rb_error *err) {
+    (void)ctx, (void)err;
+    _exit(5);
+}
+static int probe_segv(void *ctx, rb_error *err) {
+    (void)ctx, (void)err;
+    signal(SIGSEGV, SIG_DFL); /* not cmocka's handler, which would go on running the tests in the child */
+    raise(SIGSEGV);
+    return 0;
+}
+
+static void test_h5_probe(void **state) {
+    (void)state;
+    rb_error err = {0};
+    int calls = 0;
+    /* a clean result runs again in this process; a clean refusal is the reader's own error */
+    assert_int_equal(rb_h5_guard("f.h5", probe_ok, &calls, &err), 0);
+    assert_int_equal(calls, 1); /* the child's increment is not this process's */
+    assert_int_equal(rb_h5_guard("f.h5", probe_refuse, &calls, &err), RB_EFORMAT);
+    assert_string_equal(err.msg, "refused by the reader");
+    assert_int_equal(rb_h5_probe("f.h5", probe_refuse, &calls, 5.0, &err), 0);
+    /* hang, odd exit status, signal: refused, naming the file */
+    assert_int_equal(rb_h5_probe("f.h5", probe_hang, NULL, 0.3, &err), RB_EFORMAT);
+    assert_string_equal(err.msg, "f.h5: reading it did not finish in 0.3 s (a damaged HDF5 file can make the library "
+                                 "loop): refused");
+    assert_int_equal(rb_h5_probe("f.h5", probe_exit, NULL, 5.0, &err), RB_EFORMAT);
+    assert_string_equal(err.msg, "f.h5: the HDF5 library crashed reading it (exit status 5): a damaged file, refused");
+    /* a sanitizer build turns the signal into a report and exit status 1 */
+    assert_int_equal(rb_h5_probe("f.h5", probe_segv, NULL, 5.0, &err), RB_EFORMAT);
+    assert_non_null(strstr(err.msg, "f.h5: the HDF5 library crashed reading it ("));
+    int calls0 = calls;
+    assert_int_equal(rb_h5_guard("f.h5", probe_segv, &calls, &err), RB_EFORMAT); /* never run here */
+    assert_int_equal(calls, calls0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_prefix),
@@ -127,6 +181,7 @@ int main(void) {
         cmocka_unit_test(test_had_plan),
         cmocka_unit_test(test_expf_fast),
         cmocka_unit_test(test_read_file_limits),
+        cmocka_unit_test(test_h5_probe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
