@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (tests/fuzz) in build-fuzz and runs them.
-#   scripts/fuzz.sh [--long] [TARGET...]
-# Short (default): 30 s per target. --long: until 10^7 executions or 1 hour per target.
+#   scripts/fuzz.sh [--long|--build] [TARGET...]
+# Short (default): 30 s per target. --long: until 10^7 executions or 1 hour per target. --build: only
+# configure and build (scripts/test.sh then runs the short runs as the meson suite 'fuzz').
 # TARGET: safetensors hf_config llama2c gguf tok_spm tok_llama2c tok_bpe config_yaml config_override
 # taskfile rotset results wstore (default: all). Prints per target the executions, crashes and the
 # crash file, then a summary line; exits non-zero when any target crashed.
@@ -12,11 +13,12 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUILD=${BUILD:-build-fuzz}
 ALL="safetensors hf_config llama2c gguf tok_spm tok_llama2c tok_bpe config_yaml config_override taskfile rotset results wstore"
-long=0
+long=0 build_only=0
 targets=()
 for a in "$@"; do
   case "$a" in
     --long) long=1 ;;
+    --build) build_only=1 ;;
     -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $a" >&2; exit 2 ;;
     *) case " $ALL " in *" $a "*) targets+=("$a") ;; *) echo "fuzz.sh: unknown target $a (one of: $ALL)" >&2; exit 2 ;; esac ;;
@@ -36,6 +38,7 @@ else
 fi
 ninja -C "$BUILD" $(for t in "${targets[@]}"; do printf 'tests/fuzz/fuzz_%s ' "$t"; done) >/dev/null || {
   echo "fuzz.sh: build failed (ninja -C $BUILD)" >&2; exit 2; }
+[ $build_only -eq 1 ] && exit 0
 
 if [ $long -eq 1 ]; then secs=${FUZZ_SECONDS:-3600}; extra=(-runs=10000000)
 else secs=${FUZZ_SECONDS:-30}; extra=(); fi

@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(build-essential meson ninja-build pkg-config
       libopenblas-dev liblapacke-dev libhdf5-dev libyaml-dev libjansson-dev
       libcmocka-dev libpcre2-dev gnuplot-nox)
-if [ "${1:-}" = "--test" ]; then pkgs+=(python3-h5py); fi
+# --test: h5py for the reference checks; clang and its sanitizer/libFuzzer runtimes for the fuzz stage
+if [ "${1:-}" = "--test" ]; then pkgs+=(python3-h5py clang libclang-rt-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,6 +17,8 @@ extra=()
 # exit-time leak report, which would otherwise be counted as a crash of the empty input
 leaks=1
 for a in "$@"; do [ "$a" = "-detect_leaks=0" ] && leaks=0; done
+# every input is written to a file the parser opens: on a tmpfs that is 4x the executions of /tmp on disk
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=$leaks:allocator_may_return_null=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
 log="$work/fuzz.log"
