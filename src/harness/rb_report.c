@@ -41,7 +41,11 @@ int rb_report_runs_load(const char *dir, const char *quant, rb_index_row **rows,
     if (rc) return rc;
     if (n == 0) return rb_error_set(err, RB_ENOTFOUND, "%s holds no run directories (results.h5 or results.h5.partial)", dir);
     run *r = calloc(n + 1, sizeof *r);
-    if (!r) return rb_error_set(err, RB_ENOMEM, "out of memory");
+    if (!r) {
+        free(*rows);
+        *rows = NULL;
+        return rb_error_set(err, RB_ENOMEM, "out of memory");
+    }
     size_t k = 0, bad = 0;
     for (size_t i = 0; i < n; i++) {
         rb_index_row *x = &(*rows)[i];
@@ -86,6 +90,8 @@ int rb_report_runs_load(const char *dir, const char *quant, rb_index_row **rows,
     }
     if (k == 0 && bad > 0) { /* nothing to show, and not because nothing is done yet */
         free(r);
+        free(*rows); /* the callers own rows only on success */
+        *rows = NULL;
         return rb_error_set(err, RB_EFORMAT, "%s: none of its runs can be read (%zu damaged, see above)", dir, bad);
     }
     *out = r;

@@ -25,7 +25,9 @@ typedef struct rb_report_run {
 
 /* Loads the done runs of dir (one per run, whatever its corpora); quant (NULL = all) keeps only the
  * runs of that quantization preset (case-insensitive). *rows (the index rows the runs point into)
- * and *out are heap: free *rows with free(), the runs with rb_report_runs_free. */
+ * and *out are heap: free *rows with free(), the runs with rb_report_runs_free (on success; on error
+ * nothing is left to free). Errors: those of rb_index_scan; RB_ENOTFOUND for no run directories;
+ * RB_EFORMAT when runs exist but none can be read (each reported as a warning). */
 int rb_report_runs_load(const char *dir, const char *quant, rb_index_row **rows, rb_report_run **out, size_t *n_out,
                         rb_error *err);
 void rb_report_runs_free(rb_report_run *r, size_t n);
