@@ -2,6 +2,7 @@
 #ifndef RB_CLI_H
 #define RB_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -39,6 +40,12 @@ int rb_args_finish(rb_args *a, int n_pos, rb_error *err);
 int rb_cli_exit_code(int code);
 /* Prints "rotbench: msg" on stderr and returns rb_cli_exit_code (1 for an unset code). */
 int rb_cli_fail(const rb_error *err);
+
+/* A command's JSON result on stdout: j dumped with jansson's `flags` (JSON_COMPACT | JSON_REAL_PRECISION(n)
+ * or JSON_INDENT(n)), then a newline. Steals j (freed here). Output failures are not reported: the
+ * exit code stays the command's. */
+struct json_t;
+void rb_cli_print_json(struct json_t *j, size_t flags);
 
 /* Reads int32 little-endian ids from a file (size must be a multiple of 4). */
 int rb_read_ids(const char *path, int32_t **ids, size_t *n, rb_error *err);

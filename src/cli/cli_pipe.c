@@ -1,6 +1,7 @@
 #include "cli_pipe.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,6 +108,14 @@ int rb_cli_pipe_setup(rb_cli_pipe *cp, rb_args *a, const char *cmd, int flags, r
         cp->spec.rotset_path = p.load_rot;
     }
     return 0;
+}
+
+void rb_cli_print_json(json_t *j, size_t flags) {
+    char *s = json_dumps(j, flags);
+    if (s) printf("%s\n", s);
+    else fprintf(stderr, "rotbench: out of memory printing the result\n");
+    free(s);
+    json_decref(j);
 }
 
 json_t *rb_cli_jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }

@@ -180,10 +180,7 @@ static int bench_layer(rb_args *a, int backward, rb_error *err) {
         json_object_set_new(j, "backward_scratch_mib", json_real(rb_backward_bytes(&c, (int)T, (int)T) / 1048576.0));
         json_object_set_new(j, "peak_rss_mb", json_real(rb_peak_rss_mb()));
     }
-    char *out = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    printf("%s\n", out);
-    free(out);
-    json_decref(j);
+    rb_cli_print_json(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
 done:
     rb_had_free(&r3);
     rb_had_free(&r4);

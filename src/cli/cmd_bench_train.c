@@ -195,10 +195,7 @@ int rb_bench_respinquant_step(rb_args *a, rb_error *err) {
     json_object_set_new(jo, "rotation_params_mib_target",
                         json_real(((2.0 * target + 1) * d * d + (double)target * hd * hd) * 8 / 1048576.0));
     json_object_set_new(jo, "peak_rss_mb", json_real(rb_peak_rss_mb()));
-    char *s = json_dumps(jo, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    printf("%s\n", s);
-    free(s);
-    json_decref(jo);
+    rb_cli_print_json(jo, JSON_COMPACT | JSON_REAL_PRECISION(6));
 out:
     rb_rotgrad_free(&g);
     rb_rotset_free(&rs);

@@ -1,7 +1,6 @@
 /* rotbench export-model: the model a run produces (rotation fused, weights quantized) written as an
  * HF directory, a GPTQ checkpoint or a GGUF file (export/rb_export.h, docs/export.md). */
 #include <jansson.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -85,10 +84,7 @@ int rb_cmd_export_model(int argc, char **argv) {
     if (in.quant) json_object_set_new(j, "quant", json_string(cp.qcfg.name));
     if (in.wq) json_object_set_new(j, "w_algo", json_string(cp.qcfg.w_algo == RB_WALGO_GPTQ ? "gptq" : "rtn"));
     rb_cli_json_rotation(j, pipe);
-    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
-    printf("%s\n", s);
-    free(s);
-    json_decref(j);
+    rb_cli_print_json(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
     rb_cli_pipe_free(&cp);
     rb_args_free(&a);
     return RB_EXIT_OK;

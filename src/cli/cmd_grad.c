@@ -73,10 +73,7 @@ int rb_cmd_grad(int argc, char **argv) {
         json_object_set_new(j, "grad_bases_norm", json_real(sqrt(na)));
     }
     rb_cli_json_rotation(j, p);
-    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
-    printf("%s\n", s);
-    free(s);
-    json_decref(j);
+    rb_cli_print_json(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
     free(win);
     rb_rotgrad_free(&g);
     rb_cli_pipe_free(&cp);

@@ -1,6 +1,5 @@
 /* rotbench methods [METHOD]: registered rotation methods, their status and options (JSON). */
 #include <jansson.h>
-#include <stdlib.h>
 
 #include "cli.h"
 #include "methods/rb_method.h"
@@ -38,10 +37,7 @@ int rb_cmd_methods(int argc, char **argv) {
         j = json_array();
         for (const rb_method *const *m = rb_methods(); *m; m++) json_array_append_new(j, method_json(*m));
     }
-    char *s = json_dumps(j, JSON_INDENT(2));
-    puts(s);
-    free(s);
-    json_decref(j);
+    rb_cli_print_json(j, JSON_INDENT(2));
     rb_args_free(&a);
     return RB_EXIT_OK;
 }

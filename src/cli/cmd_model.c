@@ -66,10 +66,7 @@ int rb_cmd_inspect(int argc, char **argv) {
                           : rb_model_kind(m) == RB_MODEL_GGUF ? "gguf"
                                                               : "llama2c", "config", cfg, "parameters",
                           (json_int_t)rb_model_param_count(m), "hadamard", had, "tensors", tensors);
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-    printf("%s\n", s);
-    free(s);
-    json_decref(j);
+    rb_cli_print_json(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
     rb_model_close(m);
     rb_args_free(&a);
     return RB_EXIT_OK;

@@ -83,10 +83,7 @@ int rb_cmd_ppl(int argc, char **argv) {
     }
     if (spec->text_doc_sep) json_object_set_new(j, "doc_sep", json_string(spec->text_doc_sep));
     rb_cli_json_rotation(j, pipe);
-    char *out = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
-    printf("%s\n", out);
-    free(out);
-    json_decref(j);
+    rb_cli_print_json(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
     rb_cli_pipe_free(&cp);
     rb_args_free(&a);
     return RB_EXIT_OK;

@@ -150,10 +150,7 @@ int rb_cmd_tasks(int argc, char **argv) {
         json_object_set_new(j, "w_algo", json_string(cp.qcfg.w_algo == RB_WALGO_GPTQ ? "gptq" : "rtn"));
     }
     rb_cli_json_rotation(j, pipe);
-    char *out = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
-    printf("%s\n", out);
-    free(out);
-    json_decref(j);
+    rb_cli_print_json(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
     for (int i = 0; i < n; i++) rb_task_result_free(&res[i]), rb_task_set_free(&sets[i]);
     rb_cli_pipe_free(&cp);
     rb_args_free(&a);

@@ -38,6 +38,25 @@ int rb_export_load_layer(const rb_export_in *in, int l, rb_layer_weights *w, rb_
     return rc;
 }
 
+int rb_export_layer_cache_init(rb_export_layer_cache *lc, const rb_export_in *in, rb_error *err) {
+    lc->in = in;
+    lc->layer = -1;
+    return rb_layer_weights_init(&lc->w, &in->cfg, err);
+}
+
+int rb_export_layer_cache_get(rb_export_layer_cache *lc, int l, rb_error *err) {
+    if (lc->layer == l) return 0;
+    lc->layer = -1; /* a half-loaded w is no layer */
+    int rc = rb_export_load_layer(lc->in, l, &lc->w, err);
+    if (!rc) lc->layer = l;
+    return rc;
+}
+
+void rb_export_layer_cache_free(rb_export_layer_cache *lc) {
+    rb_layer_weights_free(&lc->w);
+    lc->layer = -1;
+}
+
 int rb_export_load_embedding(const rb_export_in *in, float *out, rb_error *err) {
     const int V = in->cfg.vocab_size;
     int32_t ids[EMBED_CHUNK];
@@ -251,7 +270,9 @@ static void op_names(json_t *ops, char *buf, size_t cap) {
     }
 }
 
-int rb_export_precheck(const rb_export_in *in, const rb_export_req *req, rb_error *err) {
+/* rb_export_precheck; on success the online ops it computed go to *keep (a new reference) unless keep
+ * is NULL, so rb_export_run does not compute them twice. */
+static int precheck(const rb_export_in *in, const rb_export_req *req, json_t **keep, rb_error *err) {
     if (rb_path_exists(req->out) && !req->force)
         return rb_error_set(err, RB_EINVAL, "%s exists: remove it, choose another --out, or pass --force", req->out);
     char *parent = rb_strdup(req->out), *slash = parent ? strrchr(parent, '/') : NULL;
@@ -272,21 +293,28 @@ int rb_export_precheck(const rb_export_in *in, const rb_export_req *req, rb_erro
                           "the operations described in %s",
                           rb_export_format_name(req->format), names, RB_EXPORT_ONLINE_OPS);
     }
-    json_decref(ops);
     if (!rc && req->format == RB_EXPORT_GPTQ && (rc = rb_export_gptq_check(in, err)))
         rb_error_prefix(err, "export gptq");
+    if (!rc && keep)
+        *keep = ops;
+    else
+        json_decref(ops);
     return rc;
+}
+
+int rb_export_precheck(const rb_export_in *in, const rb_export_req *req, rb_error *err) {
+    return precheck(in, req, NULL, err);
 }
 
 int rb_export_run(const rb_export_in *in, const rb_export_req *req, rb_error *err) {
     RB_ASSERT(in && req && req->out && in->src);
-    int rc = rb_export_precheck(in, req, err);
+    json_t *ops = NULL;
+    int rc = precheck(in, req, &ops, err);
     if (rc) return rc;
-    json_t *ops = NULL, *copied = json_array();
-    if (!copied) return rb_error_set(err, RB_ENOMEM, "export: out of memory");
-    if ((rc = rb_export_online_ops(in, req->rs, &ops, err))) {
-        json_decref(copied);
-        return rc;
+    json_t *copied = json_array();
+    if (!copied) {
+        json_decref(ops);
+        return rb_error_set(err, RB_ENOMEM, "export: out of memory");
     }
     size_t n = strlen(req->out) + 16;
     char *tmp = malloc(n);

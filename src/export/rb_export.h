@@ -51,6 +51,23 @@ int rb_export_load_layer(const rb_export_in *in, int l, rb_layer_weights *w, rb_
 /* The whole fused embedding matrix into out[vocab][dim] (streamed through src->embed in chunks). */
 int rb_export_load_embedding(const rb_export_in *in, float *out, rb_error *err);
 
+/* The layer a writer's fill callbacks are in: a writer asks for tensors in order, so each layer is
+ * loaded once (rb_export_load_layer) for all its tensors and dropped when the next one starts. Start
+ * zeroed ({0}: rb_export_layer_cache_free is then safe whether or not init ran). */
+typedef struct rb_export_layer_cache {
+    const rb_export_in *in;
+    rb_layer_weights w; /* layer `layer`; its buffers (allocated by init) also give the shapes */
+    int layer;          /* loaded layer, -1 = none */
+} rb_export_layer_cache;
+
+/* Binds lc to in (borrowed) with no layer loaded and allocates w for in->cfg. Errors: RB_ENOMEM. */
+int rb_export_layer_cache_init(rb_export_layer_cache *lc, const rb_export_in *in, rb_error *err);
+/* Makes layer l the one in lc->w, loading it unless it already is. On error no layer counts as loaded.
+ * Errors: those of rb_export_load_layer. */
+int rb_export_layer_cache_get(rb_export_layer_cache *lc, int l, rb_error *err);
+/* Frees w's buffers (lc stays safe to free again). */
+void rb_export_layer_cache_free(rb_export_layer_cache *lc);
+
 /* The writers. dir exists and is empty. Errors: RB_EINVAL (a request the format cannot express,
  * one line saying why: e.g. gptq without a weight store with integer parameters), RB_EIO (write
  * failures with the file and strerror: disk full lands here), RB_ENOMEM, the sources' errors. */

@@ -30,10 +30,9 @@ typedef struct gptq_meta {
 
 /* The current layer as codes: filled on the first tensor of a layer, reused by its other tensors. */
 typedef struct layer_cache {
-    const rb_export_in *in;
+    rb_export_layer_cache fp; /* the layer the codes are of (fused, the store's linears) */
     const gptq_meta *meta;
-    rb_layer_weights w;
-    int layer; /* -1: none */
+    int layer; /* the codes' layer, -1: none */
     rb_wparams p[RB_LIN_COUNT];
     uint8_t *q[RB_LIN_COUNT];  /* [out][in] codes */
     uint8_t *zu[RB_LIN_COUNT]; /* [out][n_groups] unsigned zeros */
@@ -70,9 +69,9 @@ static void lin_what(char *buf, size_t cap, int l, int lin) { snprintf(buf, cap,
 static int cache_layer(layer_cache *lc, int l, rb_error *err) {
     if (lc->layer == l) return 0;
     cache_drop(lc);
-    const rb_export_in *in = lc->in;
+    const rb_export_in *in = lc->fp.in;
     const gptq_meta *m = lc->meta;
-    int rc = rb_export_load_layer(in, l, &lc->w, err);
+    int rc = rb_export_layer_cache_get(&lc->fp, l, err);
     for (int lin = 0; lin < RB_LIN_COUNT && !rc; lin++) {
         char what[64];
         lin_what(what, sizeof what, l, lin);
@@ -100,7 +99,7 @@ static int cache_layer(layer_cache *lc, int l, rb_error *err) {
             break;
         }
         int rows, cols;
-        const float *wm = rb_layer_linear(&lc->w, &in->cfg, lin, &rows, &cols);
+        const float *wm = rb_layer_linear(&lc->fp.w, &in->cfg, lin, &rows, &cols);
         if ((rc = rb_wparams_codes(m->spec, p, wm, lc->q[lin], lc->zu[lin], err))) {
             rb_error_prefix(err, "%s", what);
             break;
@@ -117,7 +116,7 @@ static int cache_layer(layer_cache *lc, int l, rb_error *err) {
 static int fill_float(void *ctx, float *out, rb_error *err) {
     tensor_src *t = ctx;
     layer_cache *lc = t->lc;
-    const rb_export_in *in = lc->in;
+    const rb_export_in *in = lc->fp.in;
     switch (t->part) {
     case P_EMBED: return rb_export_load_embedding(in, out, err);
     case P_FINAL_NORM: return in->src->load_final_norm(in->src->ctx, out, err);
@@ -127,7 +126,7 @@ static int fill_float(void *ctx, float *out, rb_error *err) {
     int rc = cache_layer(lc, t->layer, err);
     if (rc) return rc;
     if (t->part == P_NORM) {
-        memcpy(out, t->lin == 0 ? lc->w.rms_att : lc->w.rms_ffn, sizeof(float) * (size_t)in->cfg.dim);
+        memcpy(out, t->lin == 0 ? lc->fp.w.rms_att : lc->fp.w.rms_ffn, sizeof(float) * (size_t)in->cfg.dim);
         return 0;
     }
     RB_ASSERT(t->part == P_SCALES);
@@ -154,7 +153,7 @@ static int fill_raw(void *ctx, void *out, rb_error *err) {
     int rc = cache_layer(lc, t->layer, err);
     if (rc) return rc;
     rb_gptq_dims d;
-    lin_dims(&lc->in->cfg, lc->meta, t->lin, &d);
+    lin_dims(&lc->fp.in->cfg, lc->meta, t->lin, &d);
     switch (t->part) {
     case P_QWEIGHT: rb_gptq_pack_qweight(&d, lc->q[t->lin], out); return 0;
     case P_QZEROS: {
@@ -291,9 +290,9 @@ int rb_export_gptq(const rb_export_in *in, const char *dir, rb_error *err) {
     rb_st_write_tensor *w = calloc(n, sizeof *w);
     tensor_src *ts = calloc(n, sizeof *ts);
     char *names = calloc(n, NAME);
-    layer_cache lc = {.in = in, .meta = &meta, .layer = -1};
+    layer_cache lc = {.meta = &meta, .layer = -1};
     rc = !w || !ts || !names ? rb_error_set(err, RB_ENOMEM, "gptq: out of memory") : 0;
-    if (!rc) rc = rb_layer_weights_init(&lc.w, c, err);
+    if (!rc) rc = rb_export_layer_cache_init(&lc.fp, in, err);
     static const char *const part_name[4] = {"qweight", "qzeros", "scales", "g_idx"};
     size_t k = 0;
     /* embedding, then each layer in HF's order, then the final norm and lm_head */
@@ -358,7 +357,7 @@ int rb_export_gptq(const rb_export_in *in, const char *dir, rb_error *err) {
     if (!rc) rc = rb_safetensors_write_dir(dir, w, n, in->max_shard_bytes, NULL, err);
     if (!rc) rc = write_configs(in, &meta, dir, err);
     cache_drop(&lc);
-    rb_layer_weights_free(&lc.w);
+    rb_export_layer_cache_free(&lc.fp);
     free(w);
     free(ts);
     free(names);

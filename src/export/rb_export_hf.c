@@ -8,16 +8,8 @@
 #include "model/rb_hf_config.h"
 #include "model/rb_safetensors.h"
 
-/* The layer a run of fill callbacks is in: the writer asks for tensors in order, so each layer is
- * loaded (fused, quantized linears overlaid) once and dropped when the next one starts. */
-typedef struct layer_cache {
-    const rb_export_in *in;
-    rb_layer_weights w;
-    int layer; /* loaded layer, -1 = none */
-} layer_cache;
-
 typedef struct tensor_src {
-    layer_cache *lc;
+    rb_export_layer_cache *lc;
     int layer, slot; /* slot: 0..8 RB_W_* order of a layer, or one of the model-level kinds below */
 } tensor_src;
 
@@ -56,13 +48,9 @@ static int fill(void *ctx, float *out, rb_error *err) {
     case T_LM_HEAD: return in->src->load_lm_head(in->src->ctx, out, err);
     default: break;
     }
-    layer_cache *lc = t->lc;
-    if (lc->layer != t->layer) {
-        lc->layer = -1;
-        int rc = rb_export_load_layer(in, t->layer, &lc->w, err);
-        if (rc) return rc;
-        lc->layer = t->layer;
-    }
+    rb_export_layer_cache *lc = t->lc;
+    int rc = rb_export_layer_cache_get(lc, t->layer, err);
+    if (rc) return rc;
     int nd;
     int64_t sh[2];
     const float *m = slot(&lc->w, &in->cfg, t->slot, &nd, sh);
@@ -78,9 +66,9 @@ int rb_export_hf(const rb_export_in *in, const char *dir, rb_error *err) {
     rb_st_write_tensor *w = calloc(n, sizeof *w);
     tensor_src *ts = calloc(n, sizeof *ts);
     char *names = calloc(n, 64);
-    layer_cache lc = {.in = in, .layer = -1};
+    rb_export_layer_cache lc = {0};
     int rc = !w || !ts || !names ? rb_error_set(err, RB_ENOMEM, "hf: out of memory") : 0;
-    if (!rc) rc = rb_layer_weights_init(&lc.w, c, err);
+    if (!rc) rc = rb_export_layer_cache_init(&lc, in, err);
     size_t k = 0;
     for (int i = -1; i <= c->n_layers && !rc; i++) {
         /* embedding first, the layers, then the final norm and lm_head (transformers' order) */
@@ -116,7 +104,7 @@ int rb_export_hf(const rb_export_in *in, const char *dir, rb_error *err) {
         free(cp);
     }
     if (!rc) rc = rb_safetensors_write_dir(dir, w, k, in->max_shard_bytes, NULL, err);
-    rb_layer_weights_free(&lc.w);
+    rb_export_layer_cache_free(&lc);
     free(w);
     free(ts);
     free(names);

@@ -224,13 +224,13 @@ typedef struct rb_eval_data {
 int rb_results_read_eval(const char *path, const char *corpus, rb_eval_data *out, rb_error *err);
 void rb_eval_data_free(rb_eval_data *d);
 
-/* /rotations back as a rotation set, validated by rb_rotset_load (via a temporary file under
- * $TMPDIR). RB_ENOTFOUND when the run stored none. Free with rb_rotset_free. */
 /* Reads trace table /calibration/<name> into a fresh table (*out; free with rb_trace_table_free).
  * RB_ENOTFOUND when the run logged no such table; RB_EFORMAT for a malformed one (not float64
  * [rows][cols] with 1..RB_TRACE_MAX_COLS named columns, or more than RB_TRACE_MAX_ROWS rows). */
 #define RB_TRACE_MAX_ROWS 10000000
 int rb_results_read_trace(const char *path, const char *name, rb_trace_table **out, rb_error *err);
+/* /rotations back as a rotation set, validated by rb_rotset_load (via a temporary file under
+ * $TMPDIR). RB_ENOTFOUND when the run stored none. Free with rb_rotset_free. */
 int rb_results_read_rotset(const char *path, rb_rotset *s, rb_error *err);
 
 #endif

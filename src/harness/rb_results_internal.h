@@ -1,4 +1,5 @@
-/* Internal to rb_results.c (writer) and rb_results_read.c (readers): the /layers table layout. */
+/* Internal to rb_results.c (writer), rb_results_read.c and rb_results_tasks.c (readers): the /layers
+ * table layout and what the readers share. */
 #ifndef RB_RESULTS_INTERNAL_H
 #define RB_RESULTS_INTERNAL_H
 
@@ -33,6 +34,18 @@ struct rb_results;
 hid_t rb_results_h5(struct rb_results *w);
 int rb_results_flush(struct rb_results *w, rb_error *err);
 int rb_results_werr(const struct rb_results *w, rb_error *err, const char *what);
+
+/* Defines NAME_ctx (a struct of FIELDS) and NAME_fn, the rb_h5_guard callback calling
+ * NAME_direct(ARGS..., err) with x the context, so that each public reader NAME is one rb_h5_guard
+ * call on its NAME_direct: a damaged file crashing or hanging HDF5 is refused (issue 16). */
+#define RB_RESULTS_GUARDED(name, fields, ...)          \
+    typedef struct name##_ctx {                         \
+        fields;                                         \
+    } name##_ctx;                                       \
+    static int name##_fn(void *c, rb_error *err) {      \
+        name##_ctx *x = c;                              \
+        return name##_direct(__VA_ARGS__, err);         \
+    }
 
 /* Bounds for reading untrusted files (far above real use, low enough to bound allocations). */
 #define RB_RES_MAX_TEXT (64u << 20)       /* resolved YAML */

@@ -431,85 +431,35 @@ static int rb_results_read_rotset_direct(const char *path, rb_rotset *s, rb_erro
     return rc;
 }
 
-/* rb_results_read_summary through rb_h5_guard: a damaged file crashing or hanging HDF5 is refused (issue 16). */
-typedef struct rb_results_read_summary_ctx {
-    const char *path;
-    rb_run_summary *out;
-} rb_results_read_summary_ctx;
-
-static int rb_results_read_summary_fn(void *c, rb_error *err) {
-    rb_results_read_summary_ctx *x = c;
-    return rb_results_read_summary_direct(x->path, x->out, err);
-}
+/* The public readers: each runs its _direct reader under rb_h5_guard (RB_RESULTS_GUARDED). */
+RB_RESULTS_GUARDED(rb_results_read_summary, const char *path; rb_run_summary *out, x->path, x->out)
 
 int rb_results_read_summary(const char *path, rb_run_summary *out, rb_error *err) {
-    rb_results_read_summary_ctx x = {path, out};
-    return rb_h5_guard(path, rb_results_read_summary_fn, &x, err);
+    return rb_h5_guard(path, rb_results_read_summary_fn, &(rb_results_read_summary_ctx){path, out}, err);
 }
 
-/* rb_results_read_layers through rb_h5_guard: a damaged file crashing or hanging HDF5 is refused (issue 16). */
-typedef struct rb_results_read_layers_ctx {
-    const char *path;
-    rb_layer_row **rows;
-    size_t *n;
-} rb_results_read_layers_ctx;
-
-static int rb_results_read_layers_fn(void *c, rb_error *err) {
-    rb_results_read_layers_ctx *x = c;
-    return rb_results_read_layers_direct(x->path, x->rows, x->n, err);
-}
+RB_RESULTS_GUARDED(rb_results_read_layers, const char *path; rb_layer_row **rows; size_t *n, x->path, x->rows, x->n)
 
 int rb_results_read_layers(const char *path, rb_layer_row **rows, size_t *n, rb_error *err) {
-    rb_results_read_layers_ctx x = {path, rows, n};
-    return rb_h5_guard(path, rb_results_read_layers_fn, &x, err);
+    return rb_h5_guard(path, rb_results_read_layers_fn, &(rb_results_read_layers_ctx){path, rows, n}, err);
 }
 
-/* rb_results_read_eval through rb_h5_guard: a damaged file crashing or hanging HDF5 is refused (issue 16). */
-typedef struct rb_results_read_eval_ctx {
-    const char *path;
-    const char *corpus;
-    rb_eval_data *out;
-} rb_results_read_eval_ctx;
-
-static int rb_results_read_eval_fn(void *c, rb_error *err) {
-    rb_results_read_eval_ctx *x = c;
-    return rb_results_read_eval_direct(x->path, x->corpus, x->out, err);
-}
+RB_RESULTS_GUARDED(rb_results_read_eval, const char *path; const char *corpus; rb_eval_data *out, x->path, x->corpus,
+                   x->out)
 
 int rb_results_read_eval(const char *path, const char *corpus, rb_eval_data *out, rb_error *err) {
-    rb_results_read_eval_ctx x = {path, corpus, out};
-    return rb_h5_guard(path, rb_results_read_eval_fn, &x, err);
+    return rb_h5_guard(path, rb_results_read_eval_fn, &(rb_results_read_eval_ctx){path, corpus, out}, err);
 }
 
-/* rb_results_read_trace through rb_h5_guard: a damaged file crashing or hanging HDF5 is refused (issue 16). */
-typedef struct rb_results_read_trace_ctx {
-    const char *path;
-    const char *name;
-    rb_trace_table **out;
-} rb_results_read_trace_ctx;
-
-static int rb_results_read_trace_fn(void *c, rb_error *err) {
-    rb_results_read_trace_ctx *x = c;
-    return rb_results_read_trace_direct(x->path, x->name, x->out, err);
-}
+RB_RESULTS_GUARDED(rb_results_read_trace, const char *path; const char *name; rb_trace_table **out, x->path, x->name,
+                   x->out)
 
 int rb_results_read_trace(const char *path, const char *name, rb_trace_table **out, rb_error *err) {
-    rb_results_read_trace_ctx x = {path, name, out};
-    return rb_h5_guard(path, rb_results_read_trace_fn, &x, err);
+    return rb_h5_guard(path, rb_results_read_trace_fn, &(rb_results_read_trace_ctx){path, name, out}, err);
 }
 
-/* rb_results_read_rotset through rb_h5_guard: a damaged file crashing or hanging HDF5 is refused (issue 16). */
-typedef struct rb_results_read_rotset_ctx {
-    const char *path;
-    rb_rotset *s;
-} rb_results_read_rotset_ctx;
-
-static int rb_results_read_rotset_fn(void *c, rb_error *err) {
-    rb_results_read_rotset_ctx *x = c;
-    return rb_results_read_rotset_direct(x->path, x->s, err);
-}
+RB_RESULTS_GUARDED(rb_results_read_rotset, const char *path; rb_rotset *s, x->path, x->s)
 
 int rb_results_read_rotset(const char *path, rb_rotset *s, rb_error *err) {
-    rb_results_read_rotset_ctx x = {path, s};
-    return rb_h5_guard(path, rb_results_read_rotset_fn, &x, err);
+    return rb_h5_guard(path, rb_results_read_rotset_fn, &(rb_results_read_rotset_ctx){path, s}, err);
 }

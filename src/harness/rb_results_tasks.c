@@ -374,20 +374,10 @@ static int rb_results_read_tasks_direct(const char *path, int arrays, rb_task_da
     return 0;
 }
 
-/* rb_results_read_tasks through rb_h5_guard: a damaged file crashing or hanging HDF5 is refused (issue 16). */
-typedef struct rb_results_read_tasks_ctx {
-    const char *path;
-    int arrays;
-    rb_task_data **out;
-    int *n;
-} rb_results_read_tasks_ctx;
-
-static int rb_results_read_tasks_fn(void *c, rb_error *err) {
-    rb_results_read_tasks_ctx *x = c;
-    return rb_results_read_tasks_direct(x->path, x->arrays, x->out, x->n, err);
-}
+/* The public reader: rb_results_read_tasks_direct under rb_h5_guard (RB_RESULTS_GUARDED). */
+RB_RESULTS_GUARDED(rb_results_read_tasks, const char *path; int arrays; rb_task_data **out; int *n, x->path, x->arrays,
+                   x->out, x->n)
 
 int rb_results_read_tasks(const char *path, int arrays, rb_task_data **out, int *n, rb_error *err) {
-    rb_results_read_tasks_ctx x = {path, arrays, out, n};
-    return rb_h5_guard(path, rb_results_read_tasks_fn, &x, err);
+    return rb_h5_guard(path, rb_results_read_tasks_fn, &(rb_results_read_tasks_ctx){path, arrays, out, n}, err);
 }

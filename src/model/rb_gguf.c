@@ -161,6 +161,23 @@ static size_t arena_add(arena *a, const uint8_t *s, size_t n) {
     return off;
 }
 
+/* A pair's key or a tensor's name (1..max bytes, no NUL) at the cursor into the arena at *off. Messages
+ * call it "<what> <i>" and point at its length field. Errors: RB_EFORMAT, RB_ENOMEM. */
+static int rd_name(cur *c, arena *ar, uint64_t max, const char *what, uint64_t i, size_t *off) {
+    const size_t at = c->at;
+    const uint8_t *s = NULL; /* set by rd_str on success; gcc cannot tell */
+    uint64_t len;
+    char w[48];
+    snprintf(w, sizeof w, "%s %llu", what, (unsigned long long)i);
+    int rc = rd_str(c, &s, &len, max, w);
+    if (rc) return rc;
+    if (len == 0 || memchr(s, 0, (size_t)len))
+        return rb_error_set(c->err, RB_EFORMAT, "%s: offset %zu: %s is empty or holds a NUL byte", c->path, at, w);
+    if ((*off = arena_add(ar, s, (size_t)len)) == SIZE_MAX)
+        return rb_error_set(c->err, RB_ENOMEM, "%s: out of memory", c->path);
+    return 0;
+}
+
 static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 /* A name that appears twice among names[n] (sorted in place), or NULL. */
@@ -212,16 +229,7 @@ static int parse(rb_gguf *g, cur *c, arena *ar, size_t **offs_out) {
     for (uint64_t i = 0; i < g->n_kv; i++) {
         rb_gguf_kv *kv = &g->kv[i];
         kv->off = c->at;
-        const uint8_t *k;
-        uint64_t klen;
-        char what[48];
-        snprintf(what, sizeof what, "key of pair %llu", (unsigned long long)i);
-        if ((rc = rd_str(c, &k, &klen, RB_GGUF_MAX_KEY, what))) return rc;
-        if (klen == 0 || memchr(k, 0, (size_t)klen))
-            return rb_error_set(err, RB_EFORMAT, "%s: offset %zu: %s is empty or holds a NUL byte", path, kv->off,
-                                what);
-        if ((offs[i] = arena_add(ar, k, (size_t)klen)) == SIZE_MAX)
-            return rb_error_set(err, RB_ENOMEM, "%s: out of memory", path);
+        if ((rc = rd_name(c, ar, RB_GGUF_MAX_KEY, "key of pair", i, &offs[i]))) return rc;
         const char *key = ar->p + offs[i];
         if ((rc = rd_u32(c, &kv->type, key)) || (rc = skip_value(c, kv->type, key, kv))) return rc;
         if (strcmp(key, "general.alignment") == 0) {
@@ -237,18 +245,8 @@ static int parse(rb_gguf *g, cur *c, arena *ar, size_t **offs_out) {
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         rb_gguf_tensor *t = &g->tensors[i];
         t->info_off = c->at;
-        const uint8_t *s;
-        uint64_t len;
-        char what[48];
-        snprintf(what, sizeof what, "name of tensor info %llu", (unsigned long long)i);
-        if ((rc = rd_str(c, &s, &len, RB_GGUF_MAX_NAME, what))) return rc;
-        if (len == 0 || memchr(s, 0, (size_t)len))
-            return rb_error_set(err, RB_EFORMAT, "%s: offset %zu: %s is empty or holds a NUL byte", path, t->info_off,
-                                what);
-        size_t o = arena_add(ar, s, (size_t)len);
-        if (o == SIZE_MAX) return rb_error_set(err, RB_ENOMEM, "%s: out of memory", path);
-        offs[g->n_kv + i] = o;
-        const char *name = ar->p + o;
+        if ((rc = rd_name(c, ar, RB_GGUF_MAX_NAME, "name of tensor info", i, &offs[g->n_kv + i]))) return rc;
+        const char *name = ar->p + offs[g->n_kv + i];
         if ((rc = rd_u32(c, &t->n_dims, name))) return rc;
         if (t->n_dims < 1 || t->n_dims > RB_GGUF_MAX_DIMS)
             return rb_error_set(err, RB_EFORMAT, "%s: offset %zu: tensor %s: n_dims %u outside 1..%d", path, c->at - 4,
