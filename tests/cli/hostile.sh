@@ -134,6 +134,20 @@ for c in status table plot index; do
   mkdir -p "$TMP/empty"
   expect_fail "$c on an empty directory" 2 "holds (no|neither)" "$RB" $c "$TMP/empty"
 done
+# out of memory is exit 1 on every path (the machine, not the input): ppl (numerics.sh), run, sweep
+cat > "$TMP/mem.yaml" <<YAML
+name: mem
+model: {path: $DATA/stories260K/hf}
+quant: {preset: W4A4}
+data:
+  eval: [{corpus: $V, max_windows: 2, seqlen: 64}]
+sweep:
+  grid: {seed: [0, 1]}
+YAML
+expect_fail "run: out of memory is exit 1" 1 "evaluation: the hidden states of every window .* needs .* but 100.0 KiB are available" \
+  env RB_MEM_AVAILABLE=100K "$RB" run "$TMP/mem.yaml" '~sweep' --out "$TMP/mem1"
+expect_fail "sweep: out of memory is exit 1" 1 "row 1: evaluation: the hidden states of every window .* but 100.0 KiB are available" \
+  env RB_MEM_AVAILABLE=100K "$RB" sweep "$TMP/mem.yaml" --out "$TMP/mem2"
 # seqlen-sized scratch: preflighted against the memory (RB_MEM_AVAILABLE) and against ulimit -v
 expect_fail "forward scratch of a 200k-token window larger than the memory: exit 1 naming the bound" 1 \
   "the forward pass's scratch for 200000 rows of 200000 tokens needs 659.2 MiB but 100.0 MiB are available: lower the sequence length" \
