@@ -32,13 +32,13 @@ model: {path: $DATA/stories260K/hf}
 data:
   eval: [{corpus: $V, range: 'nan:1'}]
 YAML
-cat > "$TMP/nocal.yaml" <<YAML
-name: nocal
-model: {path: $DATA/stories260K/hf}
-rotation: {method: conqur}
-data:
-  eval: [{corpus: $V, max_windows: 2, seqlen: 64}]
-YAML
+# exp_yaml FILE NAME [LINE...]: a small experiment on stories260K (2 held-out windows of 64 tokens)
+exp_yaml() {
+  local f=$1 n=$2; shift 2
+  { echo "name: $n"; echo "model: {path: $DATA/stories260K/hf}"; printf '%s\n' "$@"
+    echo "data: {eval: [{corpus: $V, max_windows: 2, seqlen: 64}]}"; } > "$f"
+}
+exp_yaml "$TMP/nocal.yaml" nocal "rotation: {method: conqur}"
 expect_fail "method needing calibration without data.calib: refused at load" 2 \
   "nocal.yaml:3:20: rotation.method: conqur needs calibration windows" "$RB" run "$TMP/nocal.yaml" --out "$TMP/nocal-out"
 [ ! -e "$TMP/nocal-out" ] && ok "... before any run directory exists" || not_ok "run directory made" "$(find "$TMP/nocal-out")"
@@ -135,15 +135,7 @@ for c in status table plot index; do
   expect_fail "$c on an empty directory" 2 "holds (no|neither)" "$RB" $c "$TMP/empty"
 done
 # out of memory is exit 1 on every path (the machine, not the input): ppl (numerics.sh), run, sweep
-cat > "$TMP/mem.yaml" <<YAML
-name: mem
-model: {path: $DATA/stories260K/hf}
-quant: {preset: W4A4}
-data:
-  eval: [{corpus: $V, max_windows: 2, seqlen: 64}]
-sweep:
-  grid: {seed: [0, 1]}
-YAML
+exp_yaml "$TMP/mem.yaml" mem "quant: {preset: W4A4}" "sweep: {grid: {seed: [0, 1]}}"
 expect_fail "run: out of memory is exit 1" 1 "evaluation: the hidden states of every window .* needs .* but 100.0 KiB are available" \
   env RB_MEM_AVAILABLE=100K "$RB" run "$TMP/mem.yaml" '~sweep' --out "$TMP/mem1"
 expect_fail "sweep: out of memory is exit 1" 1 "row 1: evaluation: the hidden states of every window .* but 100.0 KiB are available" \
