@@ -28,11 +28,11 @@ static int read_values(walk *k, const char *obj, hid_t ftype, hid_t sp, int is_a
     size_t es = mt >= 0 ? H5Tget_size(mt) : 0;
     if (np < 0 || mt < 0 || es == 0) {
         if (mt >= 0) H5Tclose(mt);
-        return walk_fail(k, obj, "unreadable type or extent"), -1;
+        return walk_fail(k, obj, "unreadable type or extent");
     }
     if ((size_t)np > k->max_bytes / es) {
         H5Tclose(mt);
-        return walk_fail(k, obj, "larger than any rotbench file holds"), -1;
+        return walk_fail(k, obj, "larger than any rotbench file holds");
     }
     void *buf = calloc((size_t)np ? (size_t)np : 1, es);
     if (!buf) {
@@ -45,7 +45,7 @@ static int read_values(walk *k, const char *obj, hid_t ftype, hid_t sp, int is_a
     if (r >= 0 && np > 0 && vl) H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, buf);
     free(buf);
     H5Tclose(mt);
-    if (r < 0) return walk_fail(k, obj, "cannot read"), -1;
+    if (r < 0) return walk_fail(k, obj, "cannot read");
     return 0;
 }
 
@@ -55,7 +55,7 @@ static herr_t walk_attr(hid_t loc, const char *name, const H5A_info_t *info, voi
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
     if (a < 0) return walk_fail(k, name, "cannot open attribute");
     hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
-    int rc = t < 0 || sp < 0 ? (walk_fail(k, name, "attribute without type or extent"), -1)
+    int rc = t < 0 || sp < 0 ? walk_fail(k, name, "attribute without type or extent")
                              : read_values(k, name, t, sp, 1, a);
     rb_h5_close(&t);
     rb_h5_close(&sp);

@@ -1,8 +1,7 @@
 /* Fuzz target: command-line overrides (Hydra grammar: key=value, +key=value, ++key=value, ~key),
  * one per input line (at most 64; a final newline adds no empty one), applied by rb_config_load_string to a fixed valid base config.
  * A config that loads must load again from its canonical YAML to the same bytes. */
-#include "fuzz_util.h"
-#include "harness/rb_config.h"
+#include "fuzz_config.h"
 
 static const char base[] =
     "name: fz\nseed: 3\nmodel: {path: /m/model}\n"
@@ -30,16 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rb_config c;
     rb_error err;
     if (fz_note("rb_config_load_string", rb_config_load_string(base, sizeof base - 1, "base.yaml", NULL, ov, n, &c, &err), &err) == 0) {
-        rb_config c2;
-        if (rb_config_load_string(c.canonical, strlen(c.canonical), "canonical.yaml", NULL, NULL, 0, &c2, &err) != 0) {
-            fprintf(stderr, "canonical YAML does not load again: %s\n%s", err.msg, c.canonical);
-            abort();
-        }
-        if (strcmp(c.canonical, c2.canonical) != 0) {
-            fprintf(stderr, "canonical YAML is not a fixed point:\n%s\n---\n%s", c.canonical, c2.canonical);
-            abort();
-        }
-        rb_config_free(&c2);
+        fz_check_canonical(&c);
         rb_config_free(&c);
     }
     free(text);

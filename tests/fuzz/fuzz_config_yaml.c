@@ -1,8 +1,7 @@
 /* Fuzz target: experiment configuration YAML, rb_config_load_string with the input as the text (no
  * configs directory, no overrides). A config that loads must load again from its canonical YAML to
  * the same bytes, and its sweep (if any) must expand. */
-#include "fuzz_util.h"
-#include "harness/rb_config.h"
+#include "fuzz_config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fz_init();
@@ -11,16 +10,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rb_error err;
     if (fz_note("rb_config_load_string", rb_config_load_string((const char *)data, size, "fz.yaml", NULL, NULL, 0, &c, &err), &err) != 0)
         return 0;
-    rb_config c2;
-    if (rb_config_load_string(c.canonical, strlen(c.canonical), "canonical.yaml", NULL, NULL, 0, &c2, &err) != 0) {
-        fprintf(stderr, "canonical YAML does not load again: %s\n%s", err.msg, c.canonical);
-        abort();
-    }
-    if (strcmp(c.canonical, c2.canonical) != 0) {
-        fprintf(stderr, "canonical YAML is not a fixed point:\n%s\n---\n%s", c.canonical, c2.canonical);
-        abort();
-    }
-    rb_config_free(&c2);
+    fz_check_canonical(&c);
     rb_sweep s;
     if (rb_sweep_expand(&c, NULL, 0, &s, &err) == 0) rb_sweep_free(&s);
     rb_config_free(&c);
