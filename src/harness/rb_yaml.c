@@ -429,7 +429,14 @@ static void put_quoted(rb_ybuf *b, const char *s) {
         else if (*p == '\n') rb_ybuf_puts(b, "\\n");
         else if (*p == '\t') rb_ybuf_puts(b, "\\t");
         else if (*p < 0x20 || *p == 0x7f) rb_ybuf_printf(b, "\\x%02x", *p);
-        else ybuf_put(b, (const char *)p, 1);
+        /* UTF-8 that a YAML reader would not take back as written: C1 controls (U+0085 NEL is a line
+         * break and folds) and the line/paragraph separators U+2028/U+2029, escaped (fuzz finding:
+         * a path holding "\N" was not a fixed point of load → emit → load) */
+        else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) rb_ybuf_printf(b, "\\x%02x", *++p);
+        else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
+            rb_ybuf_puts(b, p[2] == 0xa8 ? "\\L" : "\\P");
+            p += 2;
+        } else ybuf_put(b, (const char *)p, 1);
     }
     rb_ybuf_puts(b, "\"");
 }
