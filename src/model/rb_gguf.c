@@ -699,6 +699,13 @@ int rb_gguf_open(rb_model *m, rb_error *err) {
     c->tied = m->lm_head.data == NULL;
     if (c->tied) m->lm_head = m->embed;
 
+    /* Every block is RB_W_COUNT tensors: a block count the tensor table cannot hold is refused before
+     * the per-layer table is sized by it (a fuzzed count asked for gigabytes). */
+    if ((uint64_t)c->n_layers > g->n_tensors / RB_W_COUNT)
+        return rb_error_set(err, RB_EFORMAT,
+                            "%s: llama.block_count %d needs %llu layer tensors but the file has %llu tensors",
+                            m->path, c->n_layers, (unsigned long long)c->n_layers * RB_W_COUNT,
+                            (unsigned long long)g->n_tensors);
     m->layers = calloc((size_t)c->n_layers * RB_W_COUNT, sizeof *m->layers);
     if (!m->layers) return rb_error_set(err, RB_ENOMEM, "%s: out of memory", m->path);
     for (int l = 0; l < c->n_layers; l++)

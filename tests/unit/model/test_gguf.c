@@ -671,6 +671,10 @@ static void test_bad_files(void **state) {
     CASE(RB_EFORMAT, "llama.block_count has type f32",
          put32(b + field(b, n, "llama.block_count", K_TYPE), RB_GGUF_F32));
     CASE(RB_ENOTFOUND, "llama.block_count", b[field(b, n, "llama.block_count", K_TYPE) - 1] = 'x');
+    /* A block count the tensor table cannot hold is refused before the layer table is sized by it
+     * (fuzz_gguf: 14680066 blocks asked for an 8 GB calloc). */
+    CASE(RB_EFORMAT, "llama.block_count 14680066 needs 132120594 layer tensors",
+         put32(b + field(b, n, "llama.block_count", K_VALUE), 14680066));
     CASE(RB_EUNSUPPORTED, "mamba", memcpy(b + field(b, n, "general.architecture", K_VALUE) + 8, "mamba", 5));
     CASE(RB_EFORMAT, "power of two", put32(b + field(b, n, "general.alignment", K_VALUE), 24));
     CASE(RB_EFORMAT, "bool value 2", b[field(b, n, "tokenizer.ggml.add_bos_token", K_VALUE)] = 2);
