@@ -59,6 +59,16 @@ static int parse(rb_args *a, const char *cmd, pipe_args *p, rb_error *err) {
     return 0;
 }
 
+int rb_cli_pipe_save_rotation(const rb_cli_pipe *cp, rb_error *err) {
+    if (!cp->save_rot) return 0;
+    if (!cp->pipe.rs)
+        return rb_error_set(err, RB_EINVAL,
+                            "--save-rotation %s: rotation %s is the unrotated model, there is no rotation set to save "
+                            "(--rot-opt fold_norms=on makes one with R1 = R2 = I)",
+                            cp->save_rot, cp->spec.rotation);
+    return rb_rotset_save(cp->pipe.rs, cp->save_rot, err);
+}
+
 void rb_cli_pipe_free(rb_cli_pipe *cp) {
     rb_pipe_free(&cp->pipe);
     free(cp->opt_buf);

@@ -33,6 +33,10 @@ enum { RB_CLI_PIPE_STATS = 1, RB_CLI_PIPE_NO_TEXT = 2 };
 int rb_cli_pipe_setup(rb_cli_pipe *cp, rb_args *a, const char *cmd, int flags, rb_error *err);
 void rb_cli_pipe_free(rb_cli_pipe *cp);
 
+/* --save-rotation: writes the set cp's pipeline (prepared) uses; 0 without the option. RB_EINVAL when
+ * no set is in use (identity without fold_norms/R3/R4 is the unrotated model: nothing to save). */
+int rb_cli_pipe_save_rotation(const rb_cli_pipe *cp, rb_error *err);
+
 /* JSON number, or null for NaN/Inf (JSON has no such values; a diverged quantized model gives them). */
 json_t *rb_cli_jnum(double v);
 

@@ -51,7 +51,7 @@ int rb_cmd_export_model(int argc, char **argv) {
     rb_pipe_spec *spec = &cp.spec;
     rb_pipe *pipe = &cp.pipe;
     if (rb_pipe_prepare(pipe, spec, &err)) goto fail;
-    if (cp.save_rot && rb_rotset_save(pipe->rs, cp.save_rot, &err)) goto fail;
+    if (rb_cli_pipe_save_rotation(&cp, &err)) goto fail;
     rb_export_in in;
     rb_pipe_export_in(pipe, spec, &in);
     in.dtype = dtype;

@@ -43,7 +43,7 @@ int rb_cmd_grad(int argc, char **argv) {
     rb_pipe *p = &cp.pipe;
     int rc = rb_pipe_prepare(p, &cp.spec, &err);
     if (rc) goto fail;
-    if (cp.save_rot && (rc = rb_rotset_save(p->rs, cp.save_rot, &err))) goto fail;
+    if ((rc = rb_cli_pipe_save_rotation(&cp, &err))) goto fail;
     rb_ppl_opts wo = {.protocol = RB_PPL_GPTQ, .seqlen = p->seqlen, .max_windows = (int)windows};
     int n_win = 0, first = 0;
     if ((rc = rb_ppl_windows(p->ids, p->n_ids, &wo, &win, &n_win, &first, &err))) goto fail;

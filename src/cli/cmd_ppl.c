@@ -52,7 +52,7 @@ int rb_cmd_ppl(int argc, char **argv) {
     spec->stats = stats != NULL;
     rb_pipe *pipe = &cp.pipe;
     if ((rc = rb_pipe_prepare(pipe, spec, &err))) goto fail;
-    if (cp.save_rot && (rc = rb_rotset_save(pipe->rs, cp.save_rot, &err))) goto fail;
+    if ((rc = rb_cli_pipe_save_rotation(&cp, &err))) goto fail;
     if ((rc = rb_pipe_quantize_weights(pipe, spec, NULL, "rotbench ppl", &err))) goto fail;
     if ((rc = rb_pipe_evaluate(pipe, spec, &err))) goto fail;
     const rb_ppl_result *r = rb_pipe_result(pipe);

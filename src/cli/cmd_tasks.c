@@ -109,7 +109,7 @@ int rb_cmd_tasks(int argc, char **argv) {
     rb_pipe_spec *spec = &cp.spec;
     rb_pipe *pipe = &cp.pipe;
     if (rb_pipe_prepare(pipe, spec, &err)) goto fail;
-    if (cp.save_rot && rb_rotset_save(pipe->rs, cp.save_rot, &err)) goto fail;
+    if (rb_cli_pipe_save_rotation(&cp, &err)) goto fail;
     if (rb_pipe_quantize_weights(pipe, spec, NULL, "rotbench tasks", &err)) goto fail;
     rb_tasks_opts to = {.bos = bos, .max_length = (int)max_len, .separate = separate};
     rb_pipe_tasks_opts(pipe, spec, &to);

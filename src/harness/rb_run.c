@@ -17,6 +17,7 @@
 #include "harness/rb_results.h"
 #include "harness/rb_results_tasks.h"
 #include "harness/rb_sha256.h"
+#include "methods/rb_method.h"
 #include "quant/rb_qpreset.h"
 #include "quant/rb_wstore.h"
 
@@ -444,7 +445,9 @@ int rb_run_execute(const rb_config *cfg, const char *run_dir, const char *run_id
     if ((rc = write_text(run_dir, "config.yaml", cfg->canonical, err))) goto out;
     if (!resumed && (rc = put_inputs(w, cfg, err))) goto out;
     if (do_tasks && (rc = tasks_read(cfg, &tsets, err))) goto out;
-    int use_rot = strcmp(cfg->rotation.method, "identity") != 0 || cfg->rotation.r3 == 1 || cfg->rotation.r4 == 1;
+    int use_rot = !rb_method_is_noop(cfg->rotation.method, (const char *const *)cfg->rotation.opt_names,
+                                     (const char *const *)cfg->rotation.opt_values, cfg->rotation.n_opts,
+                                     cfg->rotation.r3, cfg->rotation.r4);
     if (resumed && rb_results_unit_done(w, "rotation")) {
         if ((rc = rb_results_read_rotset(rb_results_path(w), &loaded, err))) goto out;
         have_loaded = 1;

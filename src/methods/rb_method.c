@@ -30,7 +30,7 @@ const rb_method *rb_method_find(const char *name) {
     return NULL;
 }
 
-int rb_method_run(const char *name, const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
+int rb_method_check(const char *name, const char *const *names, const char *const *values, int n, rb_error *err) {
     const rb_method *m = rb_method_find(name);
     if (!m) {
         char list[256] = "";
@@ -41,13 +41,20 @@ int rb_method_run(const char *name, const rb_method_ctx *ctx, rb_rotset *out, rb
         return rb_error_set(err, RB_EINVAL, "rotation method '%s': expected one of %s", name, list);
     }
     if (!m->calibrate) return rb_error_set(err, RB_EUNSUPPORTED, "rotation method '%s': %s", name, m->status);
-    for (int i = 0; i < ctx->n_opts; i++) {
+    for (int i = 0; i < n; i++) {
         char msg[512];
-        if (rb_method_check_option(m, ctx->opt_names[i], ctx->opt_values[i], msg, sizeof msg))
-            return rb_error_set(err, RB_EINVAL, "rotation.options.%s: %s", ctx->opt_names[i], msg);
+        if (rb_method_check_option(m, names[i], values[i], msg, sizeof msg))
+            return rb_error_set(err, RB_EINVAL, "rotation.options.%s: %s", names[i], msg);
     }
+    return 0;
+}
+
+int rb_method_run(const char *name, const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
+    int rc = rb_method_check(name, ctx->opt_names, ctx->opt_values, ctx->n_opts, err);
+    if (rc) return rc;
+    const rb_method *m = rb_method_find(name);
     memset(out, 0, sizeof *out);
-    int rc = m->calibrate(ctx, out, err);
+    rc = m->calibrate(ctx, out, err);
     if (rc) {
         rb_rotset_free(out);
         return rc;
@@ -125,16 +132,28 @@ static int parse_bool(const char *s, int *out) {
     return 0;
 }
 
+/* A bool option's value among names/values, else its table default; 0 when m lacks it. */
+static int opt_on(const rb_method *m, const char *name, const char *const *names, const char *const *values, int n) {
+    const rb_method_option *o = find_opt(m, name);
+    if (!o) return 0;
+    RB_ASSERT(!strcmp(o->kind, "bool"));
+    const char *v = o->default_value;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names[i], name)) v = values[i];
+    int on = 0;
+    return !parse_bool(v, &on) && on;
+}
+
 int rb_method_needs_calib(const rb_method *m, const char *const *names, const char *const *values, int n) {
     if (!m->calib) return 0;
     if (!m->calib[0]) return 1;
-    const rb_method_option *o = find_opt(m, m->calib);
-    RB_ASSERT(o && !strcmp(o->kind, "bool"));
-    const char *v = o->default_value;
-    for (int i = 0; i < n; i++)
-        if (!strcmp(names[i], m->calib)) v = values[i];
-    int on = 0;
-    return !parse_bool(v, &on) && on;
+    RB_ASSERT(find_opt(m, m->calib));
+    return opt_on(m, m->calib, names, values, n);
+}
+
+int rb_method_is_noop(const char *name, const char *const *names, const char *const *values, int n, int r3, int r4) {
+    if (!name || strcmp(name, "identity")) return 0;
+    return r3 != 1 && r4 != 1 && !opt_on(rb_method_find("identity"), "fold_norms", names, values, n);
 }
 
 int rb_method_check_option(const rb_method *m, const char *name, const char *value, char *msg, size_t cap) {

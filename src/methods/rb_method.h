@@ -80,6 +80,17 @@ const rb_method *rb_method_find(const char *name);
 /* 1 when method m with these (validated) options needs calibration windows (see rb_method.calib). */
 int rb_method_needs_calib(const rb_method *m, const char *const *names, const char *const *values, int n);
 
+/* 0 when `name` is a registered, implemented method and every option is one of its own with a value
+ * of the right kind; else RB_EINVAL (RB_EUNSUPPORTED for a method not implemented) with the message
+ * rb_method_run gives. */
+int rb_method_check(const char *name, const char *const *names, const char *const *values, int n, rb_error *err);
+
+/* 1 when method `name` with these options leaves the checkpoint's weights as they are: identity
+ * without fold_norms and without R3/R4 (r3/r4: 1 = on, 0 = off, -1 = the method's default). Such a
+ * run takes the unrotated path (no fused model: RMSNorm gains stay in the norms), QuaRot's baseline;
+ * every other method, and identity with fold_norms, folds the norms into the next linears. */
+int rb_method_is_noop(const char *name, const char *const *names, const char *const *values, int n, int r3, int r4);
+
 /* Runs method `name`: fills *out (rb_rotset_free it). RB_EINVAL for an unknown name (listing the
  * registered ones) or a method that is not implemented yet (saying so). */
 int rb_method_run(const char *name, const rb_method_ctx *ctx, rb_rotset *out, rb_error *err);

@@ -181,15 +181,19 @@ int rb_pipe_prepare(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
         }
         p->rs = s->rotset;
     } else if (s->rotation) {
-        rb_method_ctx mc = {.cfg = &p->cfg, .src = &p->base, .seed = s->rotation_seed, .r3 = s->r3, .r4 = s->r4,
-                            .emb_center = s->emb_center, .cross_head = s->cross_head, .calib = p->calib_win,
-                            .calib_n = p->calib_win ? s->calib_samples : 0, .calib_T = p->calib_seqlen,
-                            .calib_batch = s->calib_batch > 0 ? s->calib_batch : 1, .quant = s->quant,
-                            .opt_names = s->rot_opt_names, .opt_values = s->rot_opt_values, .n_opts = s->n_rot_opts,
-                            .trace = &p->trace};
-        if ((rc = rb_method_run(s->rotation, &mc, &p->rotset, err))) goto fail;
-        p->own_rotset = 1;
-        p->rs = &p->rotset;
+        if ((rc = rb_method_check(s->rotation, s->rot_opt_names, s->rot_opt_values, s->n_rot_opts, err))) goto fail;
+        /* identity without fold_norms/R3/R4 is the unrotated model itself: no fused model. */
+        if (!rb_method_is_noop(s->rotation, s->rot_opt_names, s->rot_opt_values, s->n_rot_opts, s->r3, s->r4)) {
+            rb_method_ctx mc = {.cfg = &p->cfg, .src = &p->base, .seed = s->rotation_seed, .r3 = s->r3, .r4 = s->r4,
+                                .emb_center = s->emb_center, .cross_head = s->cross_head, .calib = p->calib_win,
+                                .calib_n = p->calib_win ? s->calib_samples : 0, .calib_T = p->calib_seqlen,
+                                .calib_batch = s->calib_batch > 0 ? s->calib_batch : 1, .quant = s->quant,
+                                .opt_names = s->rot_opt_names, .opt_values = s->rot_opt_values,
+                                .n_opts = s->n_rot_opts, .trace = &p->trace};
+            if ((rc = rb_method_run(s->rotation, &mc, &p->rotset, err))) goto fail;
+            p->own_rotset = 1;
+            p->rs = &p->rotset;
+        }
     }
     if (p->rs) {
         if ((rc = rb_fused_init(&p->fused, &p->base, &p->cfg, p->rs, err))) goto fail;

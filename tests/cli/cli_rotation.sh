@@ -40,6 +40,7 @@ for m in json.load(sys.stdin):
             print(m["name"] + "\t" + v)')
 [ "$(printf '%s\n' "$variants" | wc -l)" -ge 6 ] && ok "methods lists the runnable methods and their test variants" || not_ok "variants" "$variants"
 while IFS=$'\t' read -r rot opt; do
+  if [ "$rot" = identity ] && [ -z "$opt" ]; then continue; fi # the unrotated model: checked below
   extra=("${calib[@]}")
   [ -n "$opt" ] && extra+=(--rot-opt "$opt")
   f="$TMP/$rot-${opt//[=,]/_}.h5"
@@ -50,6 +51,17 @@ while IFS=$'\t' read -r rot opt; do
   q=$("$RB" ppl "$TMP/m" "${common[@]}" --load-rotation "$f" 2>/dev/null | tail -n 1 | json_num ppl)
   [ "$q" = "$p" ] && ok "$rot[$opt]: saved rotation reloads to the same perplexity" || not_ok "$rot[$opt] reload" "$q vs $p"
 done <<< "$variants"
+# identity is the unrotated model unless fold_norms (or R3/R4) asks for the fused one: the same
+# numbers as no --rotation at all, quantized too, and no set to save
+qid=$("$RB" ppl "$TMP/m" "${common[@]}" --quant W4A8 --rotation identity 2>/dev/null | tail -n 1 | json_num ppl)
+qnone=$("$RB" ppl "$TMP/m" "${common[@]}" --quant W4A8 2>/dev/null | tail -n 1 | json_num ppl)
+qfold=$("$RB" ppl "$TMP/m" "${common[@]}" --quant W4A8 --rotation identity --rot-opt fold_norms=on 2>/dev/null | tail -n 1 | json_num ppl)
+[ -n "$qid" ] && [ "$qid" = "$qnone" ] && ok "identity: the unrotated model, bit for bit (W4A8 ppl $qid)" || not_ok "identity = no rotation" "$qid vs $qnone"
+[ -n "$qfold" ] && [ "$qfold" != "$qid" ] && ok "identity[fold_norms=on]: the fused model quantizes differently ($qfold vs $qid)" || not_ok "fold_norms changes the quantized model" "$qfold vs $qid"
+expect_fail "identity: no rotation set to save" 2 "--save-rotation .*identity is the unrotated model, there is no rotation set to save" \
+  "$RB" ppl "$TMP/m" "${common[@]}" --rotation identity --save-rotation "$TMP/id.h5"
+expect_fail "identity: fold_norms is a bool" 2 "rotation.options.fold_norms: expected on or off, got 'maybe'" \
+  "$RB" ppl "$TMP/m" "${common[@]}" --rotation identity --rot-opt fold_norms=maybe
 printf 'not hdf5' > "$TMP/bad.h5"
 expect_fail "corrupt rotation file" 2 "bad\.h5: not an HDF5 file" "$RB" ppl "$TMP/m" "${common[@]}" --load-rotation "$TMP/bad.h5"
 "$RB" ppl "$TMP/m" "${common[@]}" --rotation hadamard --save-rotation "$TMP/had-m.h5" >/dev/null 2>&1
