@@ -66,7 +66,7 @@ static void test_tasks_parse(void **state) {
                        "  task_bos: tokenizer-default\n"
                        "  task_max_length: 1024\n"
                        "quant:\n";
-    if (!strstr(s, want)) fprintf(stderr, "# canonical:\n%s", s);
+    if (!s || !strstr(s, want)) fprintf(stderr, "# canonical:\n%s", s ? s : "(none)");
     assert_non_null(strstr(s, want));
     free(s);
     /* "lambada" is rb_task_from_name's alias of lambada_openai; the canonical form spells it out */
