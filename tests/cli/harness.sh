@@ -44,6 +44,14 @@ expect_ok "index builds index.h5" "$RB" index "$TMP/s1"
 [ -f "$TMP/s1/index.h5" ] && ok "index.h5 exists" || not_ok "index.h5"
 csv=$("$RB" export "$TMP/s1" --csv 2>/dev/null)
 [ "$(printf '%s\n' "$csv" | grep -c ',hx,done,')" = 2 ] && ok "export --csv: one row per run" || not_ok "export" "$csv"
+# identity is the checkpoint itself (no fused model, no rotation line in the log); fold_norms builds the
+# fused model with R1 = I, which quantizes differently
+"$RB" run exp.yaml '~sweep' rotation.method=identity '+rotation.options.fold_norms=on' --out "$TMP/fold" >/dev/null 2> fold.err
+p_id=$(printf '%s\n' "$csv" | awk -F, '$5 == "identity" { print $15 }')
+p_fold=$("$RB" export "$TMP/fold" --csv 2>/dev/null | awk -F, 'NR == 2 { print $15 }')
+if [ -n "$p_id" ] && [ -n "$p_fold" ] && [ "$p_id" != "$p_fold" ] && grep -q "rotation identity:" fold.err &&
+   ! grep -q "rotation identity:" "$TMP"/s1/hx-*/run.log; then ok "identity[fold_norms=on] runs the fused model ($p_fold vs $p_id)"
+else not_ok "fold_norms in the harness" "identity $p_id, fold $p_fold" "$(tail -n 3 fold.err)"; fi
 "$RB" sweep exp.yaml --out "$TMP/s1" > again.out 2>/dev/null
 [ "$(grep -c 'skipped (done)' again.out)" = 2 ] && ok "done runs are skipped" || not_ok "skip" "$(cat again.out)"
 "$RB" sweep exp.yaml --out "$TMP/s1" --index 1 --force > force.out 2>/dev/null
