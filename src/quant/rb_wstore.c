@@ -331,7 +331,10 @@ int rb_wstore_finish(rb_wstore *s, rb_error *err) {
 static int wstore_open_direct(const char *path, const rb_llama_config *c, const char *id, rb_wstore **out,
                               rb_error *err);
 
-/* The probe of rb_wstore_open: open and decode every layer and grid once (in the guard's child). */
+/* The probe of rb_wstore_open: open, then decode every layer, grid and Hessian error once (in the
+ * guard's child), i.e. everything rb_wstore_load_layer / _load_params / _herr read later without a
+ * guard. A read that fails cleanly does not end the probe: the caller may go on to other reads after
+ * it (fuzz_wstore does), so each one must have run in the child. The first error is returned. */
 typedef struct probe_ctx {
     const char *path, *id;
     const rb_llama_config *c;
@@ -344,13 +347,18 @@ static int probe_fn(void *ctx, rb_error *err) {
     if (rc) return rc;
     rb_layer_weights w;
     if (!(rc = rb_layer_weights_init(&w, p->c, err))) {
-        for (int l = 0; l < p->c->n_layers && !rc; l++) {
-            rc = rb_wstore_load_layer(s, l, &w, err);
-            for (int lin = 0; lin < RB_LIN_COUNT && !rc; lin++) {
+        rb_error e = {0};
+        for (int l = 0; l < p->c->n_layers; l++) {
+            int r = rb_wstore_load_layer(s, l, &w, &e);
+            if (r && !rc) rc = r, *err = e;
+            for (int lin = 0; lin < RB_LIN_COUNT; lin++) {
                 rb_wparams g;
-                int r = rb_wstore_load_params(s, l, lin, &g, err);
+                r = rb_wstore_load_params(s, l, lin, &g, &e);
                 if (r == 0) rb_wparams_free(&g);
-                else if (r != RB_ENOTFOUND) rc = r;
+                else if (r != RB_ENOTFOUND && !rc) rc = r, *err = e;
+                double he, hr;
+                r = rb_wstore_herr(s, l, lin, &he, &hr, &e);
+                if (r && !rc) rc = r, *err = e;
             }
         }
         rb_layer_weights_free(&w);
