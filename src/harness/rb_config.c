@@ -739,6 +739,19 @@ static int calib_check(vctx *v, const rb_ynode *tree, const rb_config *c) {
     return 0;
 }
 
+/* rotation.cross_head: true for a method that would ignore it (rb_method_check refuses it too; here
+ * with the position). */
+static int key_check(vctx *v, const rb_ynode *tree, const rb_config *c) {
+    const rb_method *m = rb_method_find(c->rotation.method);
+    if (!m || c->rotation.cross_head <= 0 || rb_method_uses_key(m, "cross_head")) return 0;
+    const rb_ynode *rot = rb_ymap_get(tree, "rotation", NULL), *n = rb_ymap_get(rot, "cross_head", NULL);
+    char users[256];
+    rb_method_key_users("cross_head", users, sizeof users);
+    snprintf(v->path, sizeof v->path, "rotation.cross_head");
+    return fail(v, n ? n : rot ? rot : tree, "method %s does not apply QuaRot's cross-head Hadamard (methods that do: %s)",
+                m->name, users);
+}
+
 /* What the export format can hold, checked before any run directory exists. */
 static int export_check(vctx *v, const rb_ynode *tree, const rb_config *c) {
     const rb_ynode *ex = rb_ymap_get(tree, "export", NULL), *f = rb_ymap_get(ex, "format", NULL);
@@ -790,6 +803,7 @@ int rb_cfg_validate(rb_ynode *tree, rb_config *out, rb_error *err) {
                   out->data.calib.samples);
     }
     if (!rc && !out->data.has_calib) rc = calib_check(&v, tree, out);
+    if (!rc) rc = key_check(&v, tree, out);
     if (!rc && out->export.has) rc = export_check(&v, tree, out);
     if (!rc && out->has_sweep) rc = rb_sweep_check(rb_ymap_get(tree, "sweep", NULL), err);
     if (!rc) rc = rb_cfg_emit(out, &out->canonical) ? oom(&v) : 0;

@@ -317,10 +317,6 @@ static int calibrate(const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
     cq_opts o;
     int rc = read_opts(ctx, &o, err);
     if (rc) return rc;
-    if (ctx->cross_head > 0)
-        return rb_error_set(err, RB_EUNSUPPORTED,
-                            "conqur: rotation.cross_head is not supported (R2 is learned per head; QuaRot's cross-head "
-                            "Hadamard belongs to the hadamard method)");
     if (!ctx->calib || ctx->calib_n < 1)
         return rb_error_set(err, RB_EINVAL, "conqur: needs calibration windows (data.calib in a config, --calib for ppl)");
     if ((rc = rb_method_init_set(ctx, "conqur", 1, 1, out, err))) return rc;

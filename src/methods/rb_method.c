@@ -30,7 +30,22 @@ const rb_method *rb_method_find(const char *name) {
     return NULL;
 }
 
-int rb_method_check(const char *name, const char *const *names, const char *const *values, int n, rb_error *err) {
+int rb_method_uses_key(const rb_method *m, const char *key) {
+    for (const rb_method_option *o = m->options; o && o->name; o++)
+        if (!strcmp(o->name, key) && !strcmp(o->kind, "key")) return 1;
+    return 0;
+}
+
+void rb_method_key_users(const char *key, char *buf, size_t cap) {
+    size_t k = 0;
+    buf[0] = 0;
+    for (const rb_method *const *p = rb_methods(); *p; p++)
+        if ((*p)->calibrate && rb_method_uses_key(*p, key) && k < cap)
+            k += (size_t)snprintf(buf + k, cap - k, "%s%s", k ? ", " : "", (*p)->name);
+}
+
+int rb_method_check(const char *name, const char *const *names, const char *const *values, int n, int cross_head,
+                    rb_error *err) {
     const rb_method *m = rb_method_find(name);
     if (!m) {
         char list[256] = "";
@@ -46,11 +61,19 @@ int rb_method_check(const char *name, const char *const *names, const char *cons
         if (rb_method_check_option(m, names[i], values[i], msg, sizeof msg))
             return rb_error_set(err, RB_EINVAL, "rotation.options.%s: %s", names[i], msg);
     }
+    /* asked for explicitly but not applied would be silently ignored: refuse it instead */
+    if (cross_head > 0 && !rb_method_uses_key(m, "cross_head")) {
+        char users[256];
+        rb_method_key_users("cross_head", users, sizeof users);
+        return rb_error_set(err, RB_EINVAL,
+                            "rotation.cross_head: method %s does not apply QuaRot's cross-head Hadamard (methods "
+                            "that do: %s)", name, users);
+    }
     return 0;
 }
 
 int rb_method_run(const char *name, const rb_method_ctx *ctx, rb_rotset *out, rb_error *err) {
-    int rc = rb_method_check(name, ctx->opt_names, ctx->opt_values, ctx->n_opts, err);
+    int rc = rb_method_check(name, ctx->opt_names, ctx->opt_values, ctx->n_opts, ctx->cross_head, err);
     if (rc) return rc;
     const rb_method *m = rb_method_find(name);
     memset(out, 0, sizeof *out);

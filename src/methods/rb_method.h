@@ -80,10 +80,19 @@ const rb_method *rb_method_find(const char *name);
 /* 1 when method m with these (validated) options needs calibration windows (see rb_method.calib). */
 int rb_method_needs_calib(const rb_method *m, const char *const *names, const char *const *values, int n);
 
-/* 0 when `name` is a registered, implemented method and every option is one of its own with a value
- * of the right kind; else RB_EINVAL (RB_EUNSUPPORTED for a method not implemented) with the message
- * rb_method_run gives. */
-int rb_method_check(const char *name, const char *const *names, const char *const *values, int n, rb_error *err);
+/* 0 when `name` is a registered, implemented method, every option is one of its own with a value
+ * of the right kind, and cross_head (1 = asked for, 0 = off, -1 = the method's default) is not asked
+ * of a method that does not apply it; else RB_EINVAL (RB_EUNSUPPORTED for a method not implemented)
+ * with the message rb_method_run gives. */
+int rb_method_check(const char *name, const char *const *names, const char *const *values, int n, int cross_head,
+                    rb_error *err);
+
+/* 1 when m's option table lists the shared rotation.<key> (kind "key": seed, r3, r4, cross_head),
+ * i.e. the method applies that key. */
+int rb_method_uses_key(const rb_method *m, const char *key);
+
+/* Writes "a, b, c" (the methods that use shared key `key`) into buf (cap bytes, truncated). */
+void rb_method_key_users(const char *key, char *buf, size_t cap);
 
 /* 1 when method `name` with these options leaves the checkpoint's weights as they are: identity
  * without fold_norms and without R3/R4 (r3/r4: 1 = on, 0 = off, -1 = the method's default). Such a

@@ -181,7 +181,8 @@ int rb_pipe_prepare(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
         }
         p->rs = s->rotset;
     } else if (s->rotation) {
-        if ((rc = rb_method_check(s->rotation, s->rot_opt_names, s->rot_opt_values, s->n_rot_opts, err))) goto fail;
+        if ((rc = rb_method_check(s->rotation, s->rot_opt_names, s->rot_opt_values, s->n_rot_opts, s->cross_head, err)))
+            goto fail;
         /* identity without fold_norms/R3/R4 is the unrotated model itself: no fused model. */
         if (!rb_method_is_noop(s->rotation, s->rot_opt_names, s->rot_opt_values, s->n_rot_opts, s->r3, s->r4)) {
             rb_method_ctx mc = {.cfg = &p->cfg, .src = &p->base, .seed = s->rotation_seed, .r3 = s->r3, .r4 = s->r4,

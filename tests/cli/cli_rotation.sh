@@ -26,6 +26,8 @@ expect_fail "option out of range" 2 "rotation.options.block: expected an integer
 expect_fail "malformed --rot-opt" 2 "--rot-opt: expected NAME=VALUE" "$RB" ppl "$TMP/m" "${common[@]}" --rotation conqur --rot-opt passes
 expect_fail "--rot-opt without --rotation" 2 "--rot-opt needs --rotation" "$RB" ppl "$TMP/m" "${common[@]}" --rot-opt passes=2
 expect_fail "bad on/off" 2 "--r3: expected on or off, got 'yes'" "$RB" ppl "$TMP/m" "${common[@]}" --rotation hadamard --r3 yes
+expect_fail "cross-head for a method that ignores it" 2 "rotation.cross_head: method identity does not apply QuaRot's cross-head Hadamard" \
+  "$RB" ppl "$TMP/m" "${common[@]}" --rotation identity --cross-head on
 expect_fail "save without rotation" 2 "--save-rotation needs --rotation" "$RB" ppl "$TMP/m" "${common[@]}" --save-rotation "$TMP/r.h5"
 
 base=$("$RB" ppl "$TMP/m" "${common[@]}" 2>/dev/null | tail -n 1 | json_num ppl)

@@ -308,6 +308,10 @@ static void test_errors(void **state) {
          "samples, seqlen)"},
         {CFG_MIN "quant: {w: {bits: 4, algo: gptq}}\n",
          "exp.yaml:5:28: quant.w.algo: gptq needs calibration windows: add data.calib (corpus, samples, seqlen)"},
+        /* rotation.cross_head asked of a method that would ignore it */
+        {CFG_MIN "rotation: {method: random, cross_head: true}\n",
+         "exp.yaml:5:40: rotation.cross_head: method random does not apply QuaRot's cross-head Hadamard (methods "
+         "that do: hadamard, spinquant, respinquant, optrot, ruquant)"},
         /* rotation.options against the method's table; raw min/max needs asymmetric ranges */
         {CFG_MIN "rotation: {method: conqur, options: {pases: 2}}\n",
          "exp.yaml:5:38: rotation.options.pases: unknown option of method conqur (did you mean 'passes'?)"},
