@@ -181,10 +181,13 @@ int rb_pipe_prepare(rb_pipe *p, const rb_pipe_spec *s, rb_error *err) {
         }
         p->rs = s->rotset;
     } else if (s->rotation) {
-        if ((rc = rb_method_check(s->rotation, s->rot_opt_names, s->rot_opt_values, s->n_rot_opts, s->cross_head, err)))
-            goto fail;
-        /* identity without fold_norms/R3/R4 is the unrotated model itself: no fused model. */
-        if (!rb_method_is_noop(s->rotation, s->rot_opt_names, s->rot_opt_values, s->n_rot_opts, s->r3, s->r4)) {
+        /* identity without fold_norms/R3/R4 is the unrotated model itself: no fused model, but its
+         * options are still checked (rb_method_run checks them on the other path). */
+        if (rb_method_is_noop(s->rotation, s->rot_opt_names, s->rot_opt_values, s->n_rot_opts, s->r3, s->r4)) {
+            if ((rc = rb_method_check(s->rotation, s->rot_opt_names, s->rot_opt_values, s->n_rot_opts, s->cross_head,
+                                      err)))
+                goto fail;
+        } else {
             rb_method_ctx mc = {.cfg = &p->cfg, .src = &p->base, .seed = s->rotation_seed, .r3 = s->r3, .r4 = s->r4,
                                 .emb_center = s->emb_center, .cross_head = s->cross_head, .calib = p->calib_win,
                                 .calib_n = p->calib_win ? s->calib_samples : 0, .calib_T = p->calib_seqlen,
