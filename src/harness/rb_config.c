@@ -743,13 +743,11 @@ static int calib_check(vctx *v, const rb_ynode *tree, const rb_config *c) {
  * with the position). */
 static int key_check(vctx *v, const rb_ynode *tree, const rb_config *c) {
     const rb_method *m = rb_method_find(c->rotation.method);
-    if (!m || c->rotation.cross_head <= 0 || rb_method_uses_key(m, "cross_head")) return 0;
+    char msg[512];
+    if (!m || !rb_method_check_keys(m, c->rotation.cross_head, msg, sizeof msg)) return 0;
     const rb_ynode *rot = rb_ymap_get(tree, "rotation", NULL), *n = rb_ymap_get(rot, "cross_head", NULL);
-    char users[256];
-    rb_method_key_users("cross_head", users, sizeof users);
     snprintf(v->path, sizeof v->path, "rotation.cross_head");
-    return fail(v, n ? n : rot ? rot : tree, "method %s does not apply QuaRot's cross-head Hadamard (methods that do: %s)",
-                m->name, users);
+    return fail(v, n ? n : rot ? rot : tree, "%s", msg);
 }
 
 /* What the export format can hold, checked before any run directory exists. */

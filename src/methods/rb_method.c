@@ -36,12 +36,22 @@ int rb_method_uses_key(const rb_method *m, const char *key) {
     return 0;
 }
 
-void rb_method_key_users(const char *key, char *buf, size_t cap) {
+/* "a, b, c": the runnable methods that use shared key `key`, into buf (cap bytes, truncated). */
+static void key_users(const char *key, char *buf, size_t cap) {
     size_t k = 0;
     buf[0] = 0;
     for (const rb_method *const *p = rb_methods(); *p; p++)
         if ((*p)->calibrate && rb_method_uses_key(*p, key) && k < cap)
             k += (size_t)snprintf(buf + k, cap - k, "%s%s", k ? ", " : "", (*p)->name);
+}
+
+int rb_method_check_keys(const rb_method *m, int cross_head, char *msg, size_t cap) {
+    /* asked for explicitly but not applied would be silently ignored: refuse it instead */
+    if (cross_head <= 0 || rb_method_uses_key(m, "cross_head")) return 0;
+    char users[256];
+    key_users("cross_head", users, sizeof users);
+    snprintf(msg, cap, "method %s does not apply QuaRot's cross-head Hadamard (methods that do: %s)", m->name, users);
+    return RB_EINVAL;
 }
 
 int rb_method_check(const char *name, const char *const *names, const char *const *values, int n, int cross_head,
@@ -61,14 +71,9 @@ int rb_method_check(const char *name, const char *const *names, const char *cons
         if (rb_method_check_option(m, names[i], values[i], msg, sizeof msg))
             return rb_error_set(err, RB_EINVAL, "rotation.options.%s: %s", names[i], msg);
     }
-    /* asked for explicitly but not applied would be silently ignored: refuse it instead */
-    if (cross_head > 0 && !rb_method_uses_key(m, "cross_head")) {
-        char users[256];
-        rb_method_key_users("cross_head", users, sizeof users);
-        return rb_error_set(err, RB_EINVAL,
-                            "rotation.cross_head: method %s does not apply QuaRot's cross-head Hadamard (methods "
-                            "that do: %s)", name, users);
-    }
+    char msg[512];
+    if (rb_method_check_keys(m, cross_head, msg, sizeof msg))
+        return rb_error_set(err, RB_EINVAL, "rotation.cross_head: %s", msg);
     return 0;
 }
 

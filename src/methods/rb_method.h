@@ -91,8 +91,10 @@ int rb_method_check(const char *name, const char *const *names, const char *cons
  * i.e. the method applies that key. */
 int rb_method_uses_key(const rb_method *m, const char *key);
 
-/* Writes "a, b, c" (the methods that use shared key `key`) into buf (cap bytes, truncated). */
-void rb_method_key_users(const char *key, char *buf, size_t cap);
+/* Checks the shared keys a config or command line asked of m: cross_head 1 (asked for) for a method
+ * that does not apply it. 0, or RB_EINVAL with msg = the problem ("method random does not apply
+ * QuaRot's cross-head Hadamard (methods that do: hadamard, ...)"); like rb_method_check_option. */
+int rb_method_check_keys(const rb_method *m, int cross_head, char *msg, size_t cap);
 
 /* 1 when method `name` with these options leaves the checkpoint's weights as they are: identity
  * without fold_norms and without R3/R4 (r3/r4: 1 = on, 0 = off, -1 = the method's default). Such a

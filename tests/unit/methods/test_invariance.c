@@ -102,9 +102,7 @@ static void check_model(const char *path, const char *label) {
     int has_cross_had = hp.kind != RB_HAD_NONE;
     for (const rb_method *const *m = rb_methods(); *m; m++) {
         if (!(*m)->calibrate) continue;
-        int takes_cross = 0;
-        for (const rb_method_option *o = (*m)->options; o && o->name; o++)
-            takes_cross |= !strcmp(o->name, "cross_head") && !strcmp(o->kind, "key");
+        int takes_cross = rb_method_uses_key(*m, "cross_head");
         for (const char *const *v = (*m)->test_variants ? (*m)->test_variants : defaults_only; *v; v++)
             for (int cross = -1; cross <= takes_cross; cross += 2)
                 for (int seed = 0; seed < 2; seed++) {
